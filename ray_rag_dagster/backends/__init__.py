@@ -1,0 +1,47 @@
+"""Every backend is chosen here, from :class:`~ray_rag_dagster.settings.Settings`, and nowhere else.
+
+Each seam is a small interface with a local implementation (the embedded default); cloud implementations
+plug in beside them and are selected by the same settings.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ray_rag_dagster.backends.embedder import Embedder
+    from ray_rag_dagster.backends.enricher import Enricher
+    from ray_rag_dagster.backends.object_store import ObjectStore
+    from ray_rag_dagster.backends.status_store import StatusStore
+    from ray_rag_dagster.backends.vector_index import VectorIndex
+    from ray_rag_dagster.settings import Settings
+
+
+def build_object_store(settings: Settings) -> ObjectStore:
+    from ray_rag_dagster.backends.object_store import LocalObjectStore
+
+    return LocalObjectStore(settings.objects_dir)
+
+
+def build_status_store(settings: Settings) -> StatusStore:
+    from ray_rag_dagster.backends.status_store import SqliteStatusStore
+
+    return SqliteStatusStore(settings.status_db)
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    from ray_rag_dagster.backends.embedder import LocalEmbedder
+
+    return LocalEmbedder(settings.embed_model, settings.embed_batch_size)
+
+
+def build_enricher(settings: Settings) -> Enricher:
+    from ray_rag_dagster.backends.enricher import LocalEnricher
+
+    return LocalEnricher()
+
+
+def build_vector_index(settings: Settings) -> VectorIndex:
+    from ray_rag_dagster.backends.vector_index import LanceDBIndex
+
+    return LanceDBIndex(settings.lancedb_dir, settings.lancedb_table, settings.search_text_weight)

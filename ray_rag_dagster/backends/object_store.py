@@ -1,0 +1,132 @@
+"""Object storage by key: stage inputs and outputs live here, Dagster only sees their URIs.
+
+Keys use the seed's prefixes: ``input/`` (the inbox), ``extracted/``, ``chunks/``, ``enriched/``,
+``embeddings/``. Writes are atomic (a reader sees the old object or the new one, never half of one).
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str  # MD5 of the content, as S3 reports for single-part uploads
+
+
+class ObjectStore(abc.ABC):
+    """A flat key → bytes store."""
+
+    @abc.abstractmethod
+    def put_bytes(self, key: str, data: bytes) -> str:
+        """Store ``data`` at ``key`` atomically; return the object's URI."""
+
+    @abc.abstractmethod
+    def get_bytes(self, key: str) -> bytes: ...
+
+    @abc.abstractmethod
+    def list(self, prefix: str) -> list[ObjectInfo]:
+        """Objects under ``prefix``, sorted by key."""
+
+    @abc.abstractmethod
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under ``prefix``; return how many."""
+
+    @abc.abstractmethod
+    def uri(self, key: str) -> str: ...
+
+    def exists(self, key: str) -> bool:
+        return any(info.key == key for info in self.list(key))
+
+    def put_json(self, key: str, value: Any) -> str:
+        return self.put_bytes(key, json.dumps(value, ensure_ascii=False).encode())
+
+    def get_json(self, key: str) -> Any:
+        return json.loads(self.get_bytes(key))
+
+    def put_jsonl(self, key: str, rows: list[dict[str, Any]]) -> str:
+        body = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        return self.put_bytes(key, body.encode())
+
+    def get_jsonl(self, key: str) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.get_bytes(key).decode().splitlines() if line]
+
+
+class LocalObjectStore(ObjectStore):
+    """Objects as files under one root folder; the key is the relative path."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        # (size, mtime_ns) → md5, so listing a large inbox every sensor tick does not re-hash it.
+        self._etags: dict[Path, tuple[int, int, str]] = {}
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root.resolve() not in path.parents:
+            raise ValueError(f"object key escapes the store: {key!r}")
+        return path
+
+    def put_bytes(self, key: str, data: bytes) -> str:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return self.uri(key)
+
+    def get_bytes(self, key: str) -> bytes:
+        path = self._path(key)
+        if not path.is_file():
+            raise FileNotFoundError(f"no object {self.uri(key)}")
+        return path.read_bytes()
+
+    def _etag(self, path: Path, stat: os.stat_result) -> str:
+        cached = self._etags.get(path)
+        if cached and cached[:2] == (stat.st_size, stat.st_mtime_ns):
+            return cached[2]
+        digest = hashlib.md5(path.read_bytes()).hexdigest()
+        self._etags[path] = (stat.st_size, stat.st_mtime_ns, digest)
+        return digest
+
+    def list(self, prefix: str) -> list[ObjectInfo]:
+        base = self.root / prefix
+        start = base if base.is_dir() else base.parent
+        if not start.is_dir():
+            return []
+        infos = []
+        for path in start.rglob("*"):
+            if not path.is_file() or path.name.startswith(".tmp-"):
+                continue
+            key = path.relative_to(self.root).as_posix()
+            if not key.startswith(prefix):
+                continue
+            try:
+                stat = path.stat()
+                infos.append(ObjectInfo(key=key, size=stat.st_size, etag=self._etag(path, stat)))
+            except FileNotFoundError:  # deleted while listing
+                continue
+        return sorted(infos, key=lambda info: info.key)
+
+    def delete_prefix(self, prefix: str) -> int:
+        infos = self.list(prefix)
+        for info in infos:
+            self._path(info.key).unlink(missing_ok=True)
+        return len(infos)
+
+    def uri(self, key: str) -> str:
+        return (self.root / key).as_uri()

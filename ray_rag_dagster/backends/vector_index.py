@@ -1,0 +1,228 @@
+"""The searchable index: chunk text, full metadata and vectors.
+
+Search is hybrid: clinical questions are keyword-heavy (doses, thresholds, lab names), where BM25 finds the
+passage that dense vectors miss, so full-text and vector rankings are fused (reciprocal rank fusion).
+Row ids come from document id + chunk content: re-loading a document replaces its rows, never duplicates
+them, and rows of its earlier versions are deleted in the same commit.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ray_rag_dagster.ids import safe_document_id
+
+CANDIDATES_PER_HIT = 4
+MIN_CANDIDATES = 20
+
+
+def fuse(text_scores: dict[str, float], vector_similarities: dict[str, float], text_weight: float) -> dict[str, float]:
+    """Linear fusion of the two legs, each min-max normalised over its own candidates (absent = 0).
+
+    Score-aware on purpose: reciprocal rank fusion throws away *how much* better the full-text leg's first
+    hit is, and for an exact phrase or a lab threshold that margin is the signal.
+    """
+
+    def normalise(scores: dict[str, float]) -> dict[str, float]:
+        if not scores:
+            return {}
+        low, high = min(scores.values()), max(scores.values())
+        span = high - low
+        return {key: (value - low) / span if span > 0 else 1.0 for key, value in scores.items()}
+
+    text, vector = normalise(text_scores), normalise(vector_similarities)
+    return {
+        key: text_weight * text.get(key, 0.0) + (1.0 - text_weight) * vector.get(key, 0.0)
+        for key in text.keys() | vector.keys()
+    }
+
+
+@dataclass
+class IndexRecord:
+    id: str
+    document_id: str
+    processing_version: str
+    source_key: str
+    chunk_index: int
+    page_start: int
+    page_end: int
+    heading_path: str
+    text: str
+    content_hash: str
+    entities: dict[str, list[str]]
+    key_phrases: list[str]
+    redactions: dict[str, int]
+    embed_model: str
+    vector: np.ndarray
+
+
+@dataclass
+class SearchHit:
+    id: str
+    document_id: str
+    source_key: str
+    page_start: int
+    page_end: int
+    heading_path: str
+    text: str
+    score: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class VectorIndex(abc.ABC):
+    @abc.abstractmethod
+    def replace_document(self, document_id: str, records: list[IndexRecord]) -> int:
+        """Make ``records`` the document's only rows; return how many rows it now has."""
+
+    @abc.abstractmethod
+    def delete_document(self, document_id: str) -> int: ...
+
+    @abc.abstractmethod
+    def search(self, query: str, vector: np.ndarray, k: int) -> list[SearchHit]: ...
+
+    @abc.abstractmethod
+    def count(self, document_id: str | None = None) -> int: ...
+
+
+def _schema(dimension: int) -> pa.Schema:
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("document_id", pa.string()),
+            ("processing_version", pa.string()),
+            ("source_key", pa.string()),
+            ("chunk_index", pa.int32()),
+            ("page_start", pa.int32()),
+            ("page_end", pa.int32()),
+            ("heading_path", pa.string()),
+            ("text", pa.string()),
+            ("content_hash", pa.string()),
+            ("entities", pa.string()),  # JSON: {"people": [...], "organizations": [...], "medications": [...]}
+            ("key_phrases", pa.list_(pa.string())),
+            ("redactions", pa.string()),  # JSON: {"email": 1, ...}
+            ("embed_model", pa.string()),
+            ("vector", pa.list_(pa.float32(), dimension)),
+        ]
+    )
+
+
+class LanceDBIndex(VectorIndex):
+    """LanceDB embedded in a local folder, with a native full-text index on the chunk text."""
+
+    # Concurrent writers in one process would race on the FTS rebuild; lance itself retries commits.
+    _lock = threading.Lock()
+
+    def __init__(self, path: Path, table_name: str = "chunks", text_weight: float = 0.7) -> None:
+        import lancedb
+
+        self.path = Path(path)
+        self.table_name = table_name
+        self.text_weight = text_weight
+        self.db = lancedb.connect(str(self.path))
+
+    def _table(self):  # type: ignore[no-untyped-def]
+        if self.table_name not in self.db.list_tables().tables:
+            return None
+        return self.db.open_table(self.table_name)
+
+    def replace_document(self, document_id: str, records: list[IndexRecord]) -> int:
+        document_id = safe_document_id(document_id)
+        if not records:
+            self.delete_document(document_id)
+            return 0
+        dimension = int(records[0].vector.shape[0])
+        rows = [
+            {
+                **{name: getattr(record, name) for name in (
+                    "id", "document_id", "processing_version", "source_key", "chunk_index", "page_start",
+                    "page_end", "heading_path", "text", "content_hash", "key_phrases", "embed_model")},
+                "entities": json.dumps(record.entities),
+                "redactions": json.dumps(record.redactions),
+                "vector": record.vector.astype(np.float32).tolist(),
+            }
+            for record in records
+        ]
+        data = pa.Table.from_pylist(rows, schema=_schema(dimension))
+        from lancedb.index import FTS
+
+        with self._lock:
+            table = self._table()
+            if table is None:
+                table = self.db.create_table(self.table_name, data=data, exist_ok=True)
+            else:
+                (
+                    table.merge_insert("id")
+                    .when_matched_update_all()
+                    .when_not_matched_insert_all()
+                    .when_not_matched_by_source_delete(f"document_id = '{document_id}'")
+                    .execute(data)
+                )
+            table.create_index("text", config=FTS(), replace=True)
+        return self.count(document_id)
+
+    def delete_document(self, document_id: str) -> int:
+        document_id = safe_document_id(document_id)
+        table = self._table()
+        if table is None:
+            return 0
+        before = table.count_rows(f"document_id = '{document_id}'")
+        with self._lock:
+            table.delete(f"document_id = '{document_id}'")
+        return before
+
+    def count(self, document_id: str | None = None) -> int:
+        table = self._table()
+        if table is None:
+            return 0
+        if document_id is None:
+            return table.count_rows()
+        return table.count_rows(f"document_id = '{safe_document_id(document_id)}'")
+
+    def search(self, query: str, vector: np.ndarray, k: int) -> list[SearchHit]:
+        table = self._table()
+        if table is None:
+            return []
+        # Each leg returns more candidates than asked for, so fusion can lift a passage that only one
+        # leg ranks highly.
+        candidates = max(k * CANDIDATES_PER_HIT, MIN_CANDIDATES)
+        text_rows = table.search(query, query_type="fts").limit(candidates).to_list()
+        vector_rows = (
+            table.search(vector.astype(np.float32)).distance_type("cosine").limit(candidates).to_list()
+        )
+        by_id = {row["id"]: row for row in [*vector_rows, *text_rows]}
+        scores = fuse(
+            {row["id"]: float(row["_score"]) for row in text_rows},
+            {row["id"]: 1.0 - float(row["_distance"]) for row in vector_rows},
+            self.text_weight,
+        )
+        ranked = sorted(scores, key=lambda row_id: scores[row_id], reverse=True)[:k]
+        rows = [{**by_id[row_id], "_relevance_score": scores[row_id]} for row_id in ranked]
+        return [
+            SearchHit(
+                id=row["id"],
+                document_id=row["document_id"],
+                source_key=row["source_key"],
+                page_start=row["page_start"],
+                page_end=row["page_end"],
+                heading_path=row["heading_path"],
+                text=row["text"],
+                score=float(row["_relevance_score"]),
+                metadata={
+                    "chunk_index": row["chunk_index"],
+                    "processing_version": row["processing_version"],
+                    "entities": json.loads(row["entities"]),
+                    "key_phrases": list(row["key_phrases"] or []),
+                    "redactions": json.loads(row["redactions"]),
+                    "embed_model": row["embed_model"],
+                },
+            )
+            for row in rows
+        ]

@@ -1,0 +1,14 @@
+"""Errors that name the document and the reason, so a status row or a failed run reads on its own."""
+
+
+class DocumentError(Exception):
+    """A document cannot be processed (corrupt, encrypted, not a PDF, ...).
+
+    The message is one line: ``<document name>: <reason>``. It is what the status store records and
+    what the Dagster run fails with; it never carries a secret or a payload.
+    """
+
+    def __init__(self, document: str, reason: str) -> None:
+        self.document = document
+        self.reason = reason
+        super().__init__(f"{document}: {reason}")

@@ -1,0 +1,60 @@
+"""Embed stage: one vector per enriched chunk, in batches, from the configured embedder."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+
+from ray_rag_dagster.backends import build_embedder, build_object_store
+from ray_rag_dagster.settings import Settings
+from ray_rag_dagster.stages.manifest import DocumentRef, StageOutput
+
+
+def embeddings_keys(document_id: str) -> tuple[str, str]:
+    """The vectors (``.npy``, row i = chunk i of the enriched file) and their description."""
+    return f"embeddings/{document_id}/vectors.npy", f"embeddings/{document_id}/vectors.json"
+
+
+def load_vectors(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def run_embed(settings: Settings, document: DocumentRef, enriched_key: str) -> StageOutput:
+    started = time.perf_counter()
+    store = build_object_store(settings)
+    embedder = build_embedder(settings)
+    chunks = store.get_jsonl(enriched_key)
+    embeddings = embedder.embed_documents([chunk["text"] for chunk in chunks])
+    buffer = io.BytesIO()
+    np.save(buffer, embeddings.vectors.astype(np.float32), allow_pickle=False)
+    vectors_key, info_key = embeddings_keys(document.document_id)
+    store.put_bytes(vectors_key, buffer.getvalue())
+    uri = store.put_json(
+        info_key,
+        {
+            "document_id": document.document_id,
+            "version": document.version,
+            "model": embedder.name,
+            "dimension": embedder.dimension,
+            "enriched_key": enriched_key,
+            "chunk_hashes": [chunk["content_hash"] for chunk in chunks],
+            "tokens": embeddings.tokens,
+        },
+    )
+    return StageOutput(
+        stage="embed",
+        document=document,
+        key=info_key,
+        uri=uri,
+        counts={
+            "vectors": int(embeddings.vectors.shape[0]),
+            "dimension": embedder.dimension,
+            "tokens": embeddings.tokens,
+            "windows": embeddings.windows,
+            "cost_usd": 0.0,
+        },
+        details={"model": embedder.name},
+        seconds=time.perf_counter() - started,
+    )

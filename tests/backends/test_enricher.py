@@ -1,0 +1,190 @@
+import pathlib
+import pickle
+import time
+
+import pypdfium2 as pdfium
+import pytest
+
+from ray_rag_dagster.backends.enricher import (
+    REDACTED,
+    Enricher,
+    Enrichment,
+    LocalEnricher,
+    find_medications,
+    find_organizations,
+    find_people,
+    redact_pii,
+)
+from ray_rag_dagster.samples import SEEDED_PII, write_samples
+
+CONTACT = """## Contact Information
+Site coordinator: Dr. Jane Doe, Riverside Clinical Research Institute.
+Principal Investigator: John A. Smith, MD, PhD. Questions to Dr. Smith.
+Email jane.doe@example-trials.org, phone (555) 201-4477 or +44 20 7946 0958. SSN 078-05-1120.
+"""
+
+
+@pytest.fixture(scope="module")
+def enricher() -> LocalEnricher:
+    return LocalEnricher()
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "secret"),
+    [
+        ("Write to jane.doe@example-trials.org today.", "email", "jane.doe@example-trials.org"),
+        ("Call (555) 201-4477 after 5 pm.", "phone", "(555) 201-4477"),
+        ("Call (617) 555-0147 after 5 pm.", "phone", "(617) 555-0147"),
+        ("Call 617-555-0147.", "phone", "617-555-0147"),
+        ("Call 617.555.0147.", "phone", "617.555.0147"),
+        ("Tel: 617 555 0147.", "phone", "617 555 0147"),
+        ("Toll free 1-800-545-5979.", "phone", "1-800-545-5979"),
+        ("London office +44 20 7946 0958.", "phone", "+44 20 7946 0958"),
+        ("Tokyo office +81 3-1234-5678.", "phone", "+81 3-1234-5678"),
+        ("SSN 078-05-1120 on file.", "ssn", "078-05-1120"),
+        ("SSN 078 05 1120 on file.", "ssn", "078 05 1120"),
+        ("Social Security Number: 078 05 1120.", "ssn", "078 05 1120"),
+        ("DOB: 01/02/1960.", "dob", "01/02/1960"),
+        ("Date of birth: January 2, 1960.", "dob", "January 2, 1960"),
+    ],
+)
+def test_redacts_pii(text: str, kind: str, secret: str) -> None:
+    redacted, counts = redact_pii(text)
+    assert secret not in redacted
+    assert REDACTED in redacted
+    assert counts == {kind: 1}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Protocol I8R-JE-IGBJ, NCT03421379, Protocol ABC-123, EudraCT 2017-004512-33.",
+        "Study code 2017-0045-12 and lot 20170045.",
+        "Page 12 of 73. Approval Date: 05-Dec-2017. Visit on 2024-03-15 or 03/15/2024.",
+        "Metformin 1000 mg twice daily; insulin glargine 10 units; examplumab 150 mg.",
+        "HbA1c 7.0% to 10.5%, eGFR 45 mL/min/1.73 m2, platelets 150,000-450,000/uL, 120/80 mmHg.",
+        "Change from baseline -0.5% (95% CI -0.8 to -0.2), +1.2 kg, 2.0 x 10^9/L.",
+        "Diabetes Care. 2013;36(5):1384-1395. doi:10.2337/dc12-2480",
+        "ISBN 978-3-16-148410-0, bare digits 1234567890.",
+        "Randomized Treated Year 240 80 2024",
+        "Screened Randomized Planned 240 238 1500",
+    ],
+)
+def test_leaves_clinical_numbers_alone(text: str) -> None:
+    assert redact_pii(text) == (text, {})
+
+
+def test_redaction_keeps_markdown_table_structure() -> None:
+    table = (
+        "| Role | Name | Phone | Email |\n"
+        "|---|---|---|---|\n"
+        "| Site coordinator | Dr. Jane Doe | (617) 555-0147 | jane.doe@example-trials.org |\n"
+        "| Monitor | Prof. Alan Example | +44 20 7946 0958 | medmon@examplar-tx.example |\n"
+    )
+    redacted, counts = redact_pii(table)
+    assert counts == {"phone": 2, "email": 2}
+    assert [line.count("|") for line in redacted.splitlines()] == [line.count("|") for line in table.splitlines()]
+    assert redacted.splitlines()[2] == f"| Site coordinator | Dr. Jane Doe | {REDACTED} | {REDACTED} |"
+
+
+def test_enrich_contract(enricher: LocalEnricher) -> None:
+    assert isinstance(enricher, Enricher)
+    assert enricher.name == "local"
+    results = enricher.enrich([CONTACT, "", "Plain text."])
+    assert len(results) == 3
+    assert all(isinstance(r, Enrichment) and r.enricher == "local" for r in results)
+    assert all(set(r.entities) == {"people", "organizations", "medications"} for r in results)
+    assert results[1] == Enrichment(
+        redacted_text="",
+        redactions={},
+        entities={"people": [], "organizations": [], "medications": []},
+        key_phrases=[],
+        enricher="local",
+    )
+
+
+def test_no_pii_survives_anywhere(enricher: LocalEnricher) -> None:
+    (result,) = enricher.enrich([CONTACT])
+    assert result.redactions == {"email": 1, "ssn": 1, "phone": 2}
+    dumped = result.model_dump_json()
+    for secret in ("jane.doe@example-trials.org", "201-4477", "7946 0958", "078-05-1120"):
+        assert secret not in dumped
+    assert all("REDACTED" not in phrase.upper() for phrase in result.key_phrases)
+    assert result.entities["people"] == ["Jane Doe", "John A. Smith"]
+    assert result.entities["organizations"] == ["Riverside Clinical Research Institute"]
+
+
+def test_sample_protocol_leaks_no_seeded_pii(enricher: LocalEnricher, tmp_path: pathlib.Path) -> None:
+    protocol, _ = write_samples(tmp_path)
+    pdf = pdfium.PdfDocument(protocol)
+    text = "\n".join(page.get_textpage().get_text_range() for page in pdf)
+    pdf.close()
+    results = enricher.enrich([text[i : i + 1500] for i in range(0, len(text), 1500)])
+    dumped = "".join(r.model_dump_json() for r in results)
+    assert not [secret for secret in SEEDED_PII if secret in dumped]
+    assert sum(sum(r.redactions.values()) for r in results) >= len(SEEDED_PII)
+
+
+def test_people() -> None:
+    text = (
+        "Prof. Maria Garcia-Lopez and Alan Example, MD reviewed it. Medical Monitor, MD on call. "
+        "Sub-investigator: Li Wei. The Study Director signed."
+    )
+    assert find_people(text) == ["Maria Garcia-Lopez", "Alan Example", "Li Wei"]
+
+
+def test_organizations() -> None:
+    text = (
+        "It is the property of Eli Lilly and\nCompany or its subsidiaries. Sponsor: Examplar Pharmaceuticals, "
+        "Inc. with Novo Nordisk A/S at Massachusetts General Hospital, the University of Exampleton and the "
+        "National Institute on Aging. References\nAmerican Diabetes Association. The Hospital will call."
+    )
+    assert find_organizations(text) == [
+        "Eli Lilly and Company",
+        "Examplar Pharmaceuticals, Inc.",
+        "Novo Nordisk A/S",
+        "Massachusetts General Hospital",
+        "University of Exampleton",
+        "National Institute on Aging",
+        "American Diabetes Association",
+    ]
+
+
+def test_medications() -> None:
+    text = (
+        "Background metformin (Glucophage) continues; rescue insulin glargine (Lantus) per protocol. "
+        "Oral hypoglycemic agents and antibodies are classes, not drugs. Alkaline phosphatase is a lab test; "
+        "a curriculum vitae is not a drug. Metformin again."
+    )
+    assert find_medications(text) == ["metformin", "insulin glargine"]
+
+
+def test_key_phrases(enricher: LocalEnricher) -> None:
+    text = (
+        "Examplumab is administered as a subcutaneous injection once weekly. Subcutaneous injection sites "
+        "rotate between abdomen and thigh. Injection-site reactions are recorded at every visit, and "
+        "severe injection-site reactions lead to discontinuation of examplumab."
+    )
+    (result,) = enricher.enrich([text])
+    assert 1 <= len(result.key_phrases) <= 5
+    assert any("injection" in phrase.lower() for phrase in result.key_phrases)
+
+
+def test_pickles_for_ray_workers(enricher: LocalEnricher) -> None:
+    clone = pickle.loads(pickle.dumps(enricher))
+    assert clone.enrich([CONTACT]) == enricher.enrich([CONTACT])
+
+
+def test_throughput(enricher: LocalEnricher) -> None:
+    """Enrichment runs on every chunk, so it must cost milliseconds, not a model call."""
+    body = (
+        "Approximately 240 participants with type 2 diabetes on a stable dose of metformin will be randomized "
+        "1:1:1 to examplumab 75 mg, examplumab 150 mg or placebo. Rescue therapy with insulin glargine starts "
+        "at 10 units once daily. HbA1c, fasting plasma glucose and body weight are measured at Week 4, "
+        "Week 12 and Week 24 by Examplar Pharmaceuticals, Inc. "
+    )
+    chunk = (CONTACT + body * 5)[:1500]
+    enricher.enrich([chunk])
+    started = time.perf_counter()
+    enricher.enrich([chunk] * 50)
+    assert (time.perf_counter() - started) / 50 < 0.05

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ray_rag_dagster.backends.vector_index import IndexRecord, LanceDBIndex, fuse
+from ray_rag_dagster.ids import chunk_id, content_hash
+
+DOC_A, DOC_B = "doc_aaaaaaaaaaaa", "doc_bbbbbbbbbbbb"
+
+
+def records(document_id: str, version: str, texts: list[str], seed: int = 0) -> list[IndexRecord]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for index, text in enumerate(texts):
+        vector = rng.normal(size=8).astype(np.float32)
+        out.append(
+            IndexRecord(
+                id=chunk_id(document_id, content_hash(text)), document_id=document_id, processing_version=version,
+                source_key=f"input/{document_id}.pdf", chunk_index=index, page_start=index + 1, page_end=index + 1,
+                heading_path="Protocol > Eligibility", text=text, content_hash=content_hash(text),
+                entities={"people": [], "organizations": [], "medications": ["metformin"]},
+                key_phrases=["eligibility"], redactions={"email": 1}, embed_model="test",
+                vector=vector / np.linalg.norm(vector),
+            )
+        )
+    return out
+
+
+def test_reload_replaces_rows_and_drops_old_versions(tmp_path: Path) -> None:
+    index = LanceDBIndex(tmp_path / "db")
+    v1 = ["Participants aged 18 to 75 years.", "HbA1c between 7.0% and 10.5%.", "Metformin 500 mg twice daily."]
+    assert index.replace_document(DOC_A, records(DOC_A, "v1", v1)) == 3
+    assert index.replace_document(DOC_B, records(DOC_B, "v1", ["Other document text."])) == 1
+    # Same content again: same ids, same count.
+    assert index.replace_document(DOC_A, records(DOC_A, "v1", v1)) == 3
+    # A new version with one chunk changed and one removed: exactly its rows remain.
+    v2 = ["Participants aged 18 to 80 years.", "HbA1c between 7.0% and 10.5%."]
+    assert index.replace_document(DOC_A, records(DOC_A, "v2", v2)) == 2
+    assert index.count() == 3
+    table = index.db.open_table("chunks").to_arrow().to_pylist()
+    assert sorted(row["text"] for row in table if row["document_id"] == DOC_A) == sorted(v2)
+    assert {row["processing_version"] for row in table if row["document_id"] == DOC_A} == {"v2"}
+    assert index.delete_document(DOC_B) == 1 and index.count() == 2
+
+
+def test_fusion_is_score_aware() -> None:
+    # Full text ranks "a" far ahead; the vector leg slightly prefers "b". Text weight 0.7 keeps "a" first.
+    scores = fuse({"a": 35.0, "b": 14.0, "c": 1.0}, {"b": 0.9, "c": 0.5, "a": 0.4}, 0.7)
+    assert max(scores, key=scores.get) == "a"
+    assert fuse({}, {"x": 0.3}, 0.7) == {"x": pytest.approx(0.3)}
+    assert fuse({"x": 2.0}, {}, 0.0) == {"x": 0.0}
+
+
+def test_hybrid_search_finds_keyword_match(tmp_path: Path) -> None:
+    index = LanceDBIndex(tmp_path / "db")
+    texts = [f"General background paragraph number {i} about study conduct." for i in range(20)]
+    texts.append("Exclusion: estimated glomerular filtration rate below 45 mL/min/1.73m2.")
+    index.replace_document(DOC_A, records(DOC_A, "v1", texts))
+    # A query vector far from the keyword passage: only the full-text leg can bring it up.
+    keyword_vector = records(DOC_A, "v1", texts)[-1].vector
+    hits = index.search("glomerular filtration rate", -keyword_vector, k=3)
+    [hit] = [hit for hit in hits if hit.text.startswith("Exclusion: estimated glomerular")]
+    assert hits[0] is hit  # the full-text margin wins over a vector leg with no signal
+    assert hit.metadata["entities"]["medications"] == ["metformin"]
+    assert hit.heading_path == "Protocol > Eligibility" and hit.page_start == 21

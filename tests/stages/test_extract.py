@@ -1,0 +1,225 @@
+"""extract_pdf on real PDFs from ../shared/data and on small PDFs made here.
+
+Each document is converted once per module (fixtures); the 97-page protocol only over a page
+range. The converter itself is built once per process, as on a Ray worker.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+from ray_rag_dagster.errors import DocumentError
+from ray_rag_dagster.stages import extract as extract_module
+from ray_rag_dagster.stages.extract import (
+    BOUNDARY,
+    ExtractOptions,
+    ExtractResult,
+    extract_pdf,
+)
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+NORMAL_4PAGES = DATA / "pdfs" / "docling" / "normal_4pages.pdf"
+NORMAL_4PAGES_GT = DATA / "groundtruth" / "docling" / "normal_4pages.md"
+CDISC = DATA / "pdfs" / "clinical" / "CDISC_Pilot_Study.pdf"
+
+needs_data = pytest.mark.skipif(
+    not (NORMAL_4PAGES.is_file() and CDISC.is_file()),
+    reason=f"shared test corpus not found at {DATA}",
+)
+
+TABLE_SEPARATOR = re.compile(r"^\|(?:\s*:?-{1,}:?\s*\|)+\s*$", re.M)
+JOIN = f"\n\n{BOUNDARY}\n\n"
+
+
+def _words(markdown: str) -> list[str]:
+    text = markdown.replace(BOUNDARY, " ")
+    text = re.sub(r"<!--.*?-->", " ", text)
+    text = TABLE_SEPARATOR.sub(" ", text)
+    return re.sub(r"[#*|]", " ", text).split()
+
+
+# ------------------------------------------------------------------------------- real documents
+
+
+@pytest.fixture(scope="module")
+def normal4() -> ExtractResult:
+    return extract_pdf(NORMAL_4PAGES.read_bytes(), NORMAL_4PAGES.name)
+
+
+@pytest.fixture(scope="module")
+def cdisc() -> ExtractResult:
+    return extract_pdf(CDISC.read_bytes(), CDISC.name, page_range=(12, 14))
+
+
+@needs_data
+def test_every_groundtruth_table_is_a_markdown_table(normal4: ExtractResult) -> None:
+    expected = len(TABLE_SEPARATOR.findall(NORMAL_4PAGES_GT.read_text()))
+    assert expected >= 1
+    assert sum(p.tables for p in normal4.pages) == expected
+    markdown = "\n".join(p.markdown for p in normal4.pages)
+    assert len(TABLE_SEPARATOR.findall(markdown)) == expected
+    table_page = next(p for p in normal4.pages if p.tables)
+    assert table_page.page_no == 2
+    assert "| 구분 | 개정전 | 개정후 |\n|---|---|---|" in table_page.markdown
+    assert "| 분류 | 1군 감염병 | 1급 감염병 |" in table_page.markdown
+
+
+@needs_data
+def test_pages_are_numbered_and_complete(normal4: ExtractResult) -> None:
+    assert normal4.page_count == 4
+    assert [p.page_no for p in normal4.pages] == [1, 2, 3, 4]
+    assert normal4.engine == "offline"
+    assert normal4.seconds > 0
+    assert not any(p.ocr for p in normal4.pages)  # a text PDF is never OCR'd
+
+
+@needs_data
+def test_text_matches_groundtruth(normal4: ExtractResult) -> None:
+    ours = _words("\n\n".join(p.markdown for p in normal4.pages))
+    truth = _words(NORMAL_4PAGES_GT.read_text())
+    ratio = difflib.SequenceMatcher(None, truth, ours, autojunk=False).ratio()
+    assert ratio > 0.85, ratio  # measured 0.97
+
+
+@needs_data
+def test_headings_and_boundaries(normal4: ExtractResult) -> None:
+    page1 = normal4.pages[0]
+    assert "## 코로나-19 관련 보험약관상 재해보험금 지급문제 및 개선과제" in page1.markdown.split(JOIN)
+    for page in normal4.pages:
+        elements = page.markdown.split(JOIN) if page.markdown else []
+        assert len(elements) == page.elements
+        assert all(e.strip() and BOUNDARY not in e for e in elements)
+        # the marker only ever stands alone on its line
+        for line in page.markdown.splitlines():
+            assert BOUNDARY not in line or line == BOUNDARY
+
+
+@needs_data
+def test_clinical_sentence_on_its_page(cdisc: ExtractResult) -> None:
+    assert cdisc.page_count == 97
+    assert [p.page_no for p in cdisc.pages] == [12, 13, 14]
+    page13 = cdisc.pages[1].markdown
+    assert "## 3.4.2.2. Exclusion Criteria" in page13
+    assert "Patients will be excluded from the study for any of the following reasons" in page13
+    # a paragraph running over the page break is split back onto page 14
+    assert "Wolff-Parkinson-White syndrome" in cdisc.pages[2].markdown
+    assert "Wolff-Parkinson-White syndrome" not in page13
+
+
+@needs_data
+def test_converter_is_built_once(normal4: ExtractResult) -> None:
+    first = extract_module._converter(ExtractOptions())
+    assert extract_module._converter(ExtractOptions()) is first
+
+
+# ------------------------------------------------------------------------------------ bad input
+
+
+def _reportlab_pdf(**canvas_kwargs: object) -> bytes:
+    from reportlab.pdfgen import canvas
+
+    buf = io.BytesIO()
+    pdf = canvas.Canvas(buf, **canvas_kwargs)
+    pdf.drawString(72, 720, "Confidential protocol")
+    pdf.showPage()
+    pdf.save()
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        pytest.param(b"", r"^empty file \(0 bytes\)$", id="zero-bytes"),
+        pytest.param(b"PK\x03\x04 a zip, not a pdf", r"^not a PDF \(starts with b'PK", id="not-pdf"),
+        pytest.param(_reportlab_pdf()[:400], r"^corrupt PDF: ", id="truncated"),
+        pytest.param(b"%PDF-1.7\n" + bytes(range(256)) * 8, r"^corrupt PDF: ", id="garbage"),
+        pytest.param(_reportlab_pdf(encrypt="secret"), r"^password-protected PDF$", id="password"),
+    ],
+)
+def test_bad_input_raises_document_error(data: bytes, reason: str) -> None:
+    with pytest.raises(DocumentError) as caught:
+        extract_pdf(data, "upload/bad.pdf")
+    assert caught.value.document == "upload/bad.pdf"
+    assert re.search(reason, caught.value.reason), caught.value.reason
+    assert str(caught.value).startswith("upload/bad.pdf: ")
+    assert "\n" not in str(caught.value)
+
+
+@needs_data
+def test_truncated_real_pdf_raises_document_error() -> None:
+    data = NORMAL_4PAGES.read_bytes()
+    with pytest.raises(DocumentError, match="corrupt PDF"):
+        extract_pdf(data[: len(data) // 2], "half.pdf")
+
+
+# --------------------------------------------------------------------------- scanned and blank
+
+
+SCANNED_LINES = [
+    "Scanned protocol page",
+    "Inclusion criteria: adults aged 18 to 65 years.",
+    "Exclusion criteria: pregnancy or lactation.",
+]
+
+
+@pytest.fixture(scope="module")
+def mixed() -> ExtractResult:
+    """3 pages: a text page, a blank page, an image-only (scanned) page."""
+    from PIL import Image, ImageDraw, ImageFont
+    from reportlab.lib.utils import ImageReader
+    from reportlab.pdfgen import canvas
+
+    image = Image.new("RGB", (1240, 1754), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=32)
+    for i, line in enumerate(SCANNED_LINES):
+        draw.text((100, 150 + 60 * i), line, fill="black", font=font)
+
+    buf = io.BytesIO()
+    pdf = canvas.Canvas(buf, pagesize=(595, 842))
+    pdf.setFont("Helvetica", 12)
+    pdf.drawString(72, 760, "This page has a real text layer and needs no OCR at all.")
+    pdf.showPage()
+    pdf.showPage()  # blank
+    pdf.drawImage(ImageReader(image), 0, 0, width=595, height=842)
+    pdf.showPage()
+    pdf.save()
+    return extract_pdf(buf.getvalue(), "mixed.pdf")
+
+
+def test_scanned_page_is_ocred(mixed: ExtractResult) -> None:
+    assert [p.page_no for p in mixed.pages] == [1, 2, 3]
+    scanned = mixed.pages[2]
+    assert scanned.ocr
+    text = scanned.markdown.lower()
+    for word in ("scanned", "inclusion", "criteria", "adults", "pregnancy", "lactation"):
+        assert word in text, scanned.markdown
+
+
+def test_text_page_is_not_ocred(mixed: ExtractResult) -> None:
+    page = mixed.pages[0]
+    assert not page.ocr
+    assert page.markdown == "This page has a real text layer and needs no OCR at all."
+    assert page.elements == 1
+
+
+def test_blank_page_is_listed_empty(mixed: ExtractResult) -> None:
+    blank = mixed.pages[1]
+    assert blank.markdown == ""
+    assert blank.elements == blank.tables == blank.pictures == 0
+
+
+def test_scanned_page_without_ocr_is_empty() -> None:
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("RGB", (800, 400), "white")
+    ImageDraw.Draw(image).text((50, 50), "Only pixels here", fill="black", font=ImageFont.load_default(size=32))
+    buf = io.BytesIO()
+    image.save(buf, format="PDF")
+    result = extract_pdf(buf.getvalue(), "scan.pdf", ExtractOptions(ocr=False))
+    assert [(p.page_no, p.markdown, p.ocr) for p in result.pages] == [(1, "", False)]

@@ -1,0 +1,186 @@
+"""End to end on the embedded default: real PDFs through all five assets on a real local Ray.
+
+One ingest of a mixed batch (two real clinical protocols, docling's table test file, the generated samples,
+and four kinds of bad input) is shared by the tests below, as a user would run it with ``ray-rag ingest``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import ray
+from reportlab.pdfgen import canvas
+from typer.testing import CliRunner
+
+from ray_rag_dagster.backends import build_object_store, build_status_store, build_vector_index
+from ray_rag_dagster.cli import IngestOutcome, app, ingest_paths
+from ray_rag_dagster.ids import document_id_for
+from ray_rag_dagster.samples import KNOWN_SENTENCE, SEEDED_PII, write_samples
+from ray_rag_dagster.search import search_index
+from ray_rag_dagster.settings import Settings
+from ray_rag_dagster.stages.chunk import TABLE, parse_elements
+
+from .conftest import GROUNDTRUTH, PDFS
+
+CLINICAL = sorted((PDFS / "clinical").glob("*.pdf"))
+TABLES_PDF = PDFS / "docling" / "normal_4pages.pdf"
+BAD_INPUTS = {
+    "empty.pdf": "empty",
+    "truncated.pdf": "corrupt",
+    "notes_named.pdf": "not a pdf",
+    "locked.pdf": "password",
+}
+
+pytestmark = pytest.mark.slow
+
+
+def make_bad_inputs(folder: Path) -> list[Path]:
+    (folder / "empty.pdf").write_bytes(b"")
+    (folder / "truncated.pdf").write_bytes(TABLES_PDF.read_bytes()[:3000])
+    (folder / "notes_named.pdf").write_text("meeting notes, not a PDF at all\n")
+    locked = canvas.Canvas(str(folder / "locked.pdf"), encrypt="secret")
+    locked.drawString(72, 720, "Confidential protocol amendment")
+    locked.save()
+    return [folder / name for name in BAD_INPUTS]
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, dict[str, IngestOutcome]]]:
+    home = tmp_path_factory.mktemp("home")
+    previous = {name: os.environ.get(name) for name in ("RAY_RAG_HOME", "DAGSTER_HOME")}
+    os.environ["RAY_RAG_HOME"] = str(home)
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    settings = Settings()
+    inputs = tmp_path_factory.mktemp("inputs")
+    paths = [*CLINICAL, TABLES_PDF, *write_samples(inputs), *make_bad_inputs(inputs)]
+    outcomes = ingest_paths(settings, paths)
+    yield settings, {outcome.path.name: outcome for outcome in outcomes}
+    ray.shutdown()
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def test_good_documents_complete_and_bad_ones_fail_with_reason(ingested) -> None:
+    settings, outcomes = ingested
+    status = build_status_store(settings)
+    for name, outcome in outcomes.items():
+        row = status.get(outcome.document_id)
+        assert row is not None
+        if name in BAD_INPUTS:
+            assert row.status == "FAILED", name
+            assert row.error.startswith(f"{name}: ") and BAD_INPUTS[name] in row.error.lower(), row.error
+            assert "\n" not in row.error
+        else:
+            assert row.status == "COMPLETED", (name, row.error)
+            assert row.counts["vectors"] == row.counts["chunks"] > 0
+
+
+def test_failed_run_carries_the_reason(ingested) -> None:
+    settings, outcomes = ingested
+    instance = dg.DagsterInstance.get()
+    outcome = outcomes["locked.pdf"]
+    [run] = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": outcome.document_id}))
+    assert run.status == dg.DagsterRunStatus.FAILURE
+    failures = [
+        record.event_log_entry.dagster_event
+        for record in instance.get_records_for_run(run.run_id).records
+        if record.event_log_entry.dagster_event and record.event_log_entry.dagster_event.is_step_failure
+    ]
+    assert any("locked.pdf: password-protected PDF" in str(event.step_failure_data.user_failure_data.description)
+               for event in failures)
+
+
+def test_known_sentences_are_found_at_rank_one(ingested) -> None:
+    settings, _ = ingested
+    eli_lilly = "Study B002 demonstrated that 96% of moderate to severe hypoglycemic events were resolved within 30 minutes."
+    for sentence, source in ((eli_lilly, "input/EliLilly_NCT03421379_Diabetes.pdf"), (KNOWN_SENTENCE, None)):
+        top = search_index(settings, sentence, k=5)[0]
+        assert " ".join(top.text.split()).find(" ".join(sentence.split()[:8])) >= 0, top.text[:300]
+        if source:
+            assert top.source_key == source and top.page_start >= 1
+
+
+def test_every_table_comes_out_as_markdown_and_no_chunk_splits_a_table(ingested) -> None:
+    settings, outcomes = ingested
+    store = build_object_store(settings)
+    document_id = outcomes[TABLES_PDF.name].document_id
+    pages = store.get_json(f"extracted/{document_id}/pages.json")["pages"]
+    expected_tables = len(re.findall(r"^\|[-:| ]+\|$", (GROUNDTRUTH / "docling" / "normal_4pages.md").read_text(), re.M))
+    tables = [element for element in parse_elements(pages) if element.kind == TABLE]
+    assert len(tables) == expected_tables >= 1
+    for element in tables:
+        assert re.search(r"^\|[-:| ]+\|$", element.text, re.M)
+    for outcome in outcomes.values():
+        if outcome.status != "COMPLETED":
+            continue
+        pages = store.get_json(f"extracted/{outcome.document_id}/pages.json")["pages"]
+        chunks = store.get_jsonl(f"chunks/{outcome.document_id}/chunks.jsonl")
+        for element in parse_elements(pages):
+            if element.kind == TABLE and len(element.text) <= settings.chunk_target_chars:
+                # Whole inside a chunk (a table repeated in the document may sit whole in several).
+                assert any(element.text in chunk["text"] for chunk in chunks), element.text[:80]
+
+
+def test_seeded_pii_never_reaches_the_index(ingested) -> None:
+    settings, outcomes = ingested
+    table = build_vector_index(settings).db.open_table(settings.lancedb_table).to_arrow().to_pylist()
+    dump = json.dumps([{key: value for key, value in row.items() if key != "vector"} for row in table])
+    for secret in SEEDED_PII:
+        assert secret not in dump
+    sample = outcomes["synthetic_protocol_ABC-123.pdf"].document_id
+    assert "[REDACTED]" in " ".join(row["text"] for row in table if row["document_id"] == sample)
+
+
+def test_scanned_page_goes_through_ocr(ingested) -> None:
+    settings, outcomes = ingested
+    document_id = outcomes["scanned_consent_form.pdf"].document_id
+    pages = build_object_store(settings).get_json(f"extracted/{document_id}/pages.json")["pages"]
+    assert [page["ocr"] for page in pages] == [True]
+    assert len(pages[0]["markdown"].split()) > 10
+    event = dg.DagsterInstance.get().get_latest_materialization_event(dg.AssetKey("extracted_pages"))
+    assert event is not None
+
+
+def test_reingest_is_idempotent(ingested) -> None:
+    settings, outcomes = ingested
+    index = build_vector_index(settings)
+    before = index.count()
+    good = [PDFS / "clinical" / name for name in outcomes if name.endswith(".pdf") and (PDFS / "clinical" / name).exists()]
+    again = ingest_paths(settings, good)
+    assert {outcome.status for outcome in again} == {"UNCHANGED"}
+    assert index.count() == before
+    forced = ingest_paths(settings, good[:1], reprocess=True)
+    assert forced[0].status == "COMPLETED"
+    assert index.count() == before
+
+
+def test_cli_search_json(ingested) -> None:
+    result = CliRunner().invoke(app, ["search", "inclusion criteria age", "-k", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.output)
+    assert len(hits) == 3
+    assert {"document_id", "source_key", "page_start", "page_end", "heading_path", "score", "text"} <= set(hits[0])
+    assert any(hit["source_key"].startswith("input/") for hit in hits)
+
+
+def test_dagster_cli_materializes_one_partition(ingested) -> None:
+    settings, outcomes = ingested
+    document_id = document_id_for(f"input/{TABLES_PDF.name}")
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "ray_rag_dagster.defs",
+         "--select", "chunks", "--partition", document_id],
+        capture_output=True, text=True, env={**os.environ}, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "RUN_SUCCESS" in result.stderr + result.stdout
