@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ray_rag_dagster.settings import Settings
+from ray_rag_dagster.settings import Settings, load_settings
 
 app = typer.Typer(help="Document RAG ingestion: Dagster assets, compute on Ray.", no_args_is_help=True)
 console = Console()
@@ -168,7 +168,7 @@ def ingest(
     reprocess: Annotated[bool, typer.Option(help="Process versions that are already indexed again.")] = False,
 ) -> None:
     """Copy PDFs into the inbox and run all five stages for them now."""
-    settings = Settings()
+    settings = load_settings()
     outcomes = ingest_paths(settings, paths, reprocess=reprocess)
     _print_outcomes(settings, outcomes)
     if any(outcome.status == "FAILED" for outcome in outcomes):
@@ -184,7 +184,7 @@ def search(
     """Hybrid (full-text + vector) search over the indexed chunks."""
     from ray_rag_dagster.search import search_index
 
-    hits = search_index(Settings(), question, k)
+    hits = search_index(load_settings(), question, k)
     if as_json:
         print(json.dumps([hit.__dict__ for hit in hits], indent=2, default=str))
         return
@@ -206,7 +206,7 @@ def status() -> None:
     """Every document's latest version: status, stage, counts, error; and daily totals."""
     from ray_rag_dagster.backends import build_status_store
 
-    settings = Settings()
+    settings = load_settings()
     store = build_status_store(settings)
     table = Table(title=f"Documents ({settings.status_db})")
     for column in ("document", "source", "version", "status", "stage", "pages", "chunks", "vectors", "seconds", "updated", "error"):
@@ -237,7 +237,7 @@ def demo() -> None:
     """Generate the sample PDFs, ingest them, and run a few searches (the README's first command)."""
     from ray_rag_dagster.samples import write_samples
 
-    settings = Settings()
+    settings = load_settings()
     console.rule(f"[bold]ray-rag demo[/] — state in {settings.home}")
     with tempfile.TemporaryDirectory() as folder:
         samples = write_samples(Path(folder))
@@ -255,7 +255,7 @@ def demo() -> None:
 @app.command()
 def dev(port: Annotated[int, typer.Option(help="Dagster UI port.")] = 3000) -> None:
     """Start the Dagster UI and daemon (sensor included) on this project's state folder."""
-    settings = Settings()
+    settings = load_settings()
     prepare_dagster_home(settings)
     binaries = Path(sys.executable).parent
     common = ["-m", "ray_rag_dagster.defs"]
@@ -282,7 +282,7 @@ def dev(port: Annotated[int, typer.Option(help="Dagster UI port.")] = 3000) -> N
 @app.command()
 def reset(yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False) -> None:
     """Delete all local state (objects, status, index, Dagster instance)."""
-    settings = Settings()
+    settings = load_settings()
     if yes or typer.confirm(f"Delete {settings.home}?"):
         shutil.rmtree(settings.home, ignore_errors=True)
 

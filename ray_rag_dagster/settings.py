@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -25,11 +25,47 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=default_home, description="Folder holding all local state.")
 
     # Backends (local implementations are the embedded default).
-    object_store: Literal["local"] = "local"
-    status_store: Literal["sqlite"] = "sqlite"
-    embedder: Literal["local"] = "local"
-    enricher: Literal["local"] = "local"
-    vector_index: Literal["lancedb"] = "lancedb"
+    object_store: Literal["local", "s3"] = "local"
+    status_store: Literal["sqlite", "dynamodb"] = "sqlite"
+    embedder: Literal["local", "openai"] = "local"
+    enricher: Literal["local", "openai"] = "local"
+    vector_index: Literal["lancedb", "pinecone"] = "lancedb"
+
+    # AWS: one endpoint override for S3, DynamoDB and Secrets Manager (moto's server, LocalStack).
+    aws_region: str = "us-east-1"
+    aws_endpoint_url: str | None = None
+    s3_bucket: str | None = None
+    dynamodb_table_prefix: str = "ray-rag"  # tables <prefix>-control, <prefix>-audit, <prefix>-metrics
+
+    # OpenAI (or any OpenAI-compatible server through the base URL). A key is given directly or as the ARN
+    # of a Secrets Manager secret, resolved at start-up; it is a SecretStr so it never prints.
+    openai_api_key: SecretStr | None = None
+    openai_api_key_secret_arn: str | None = None
+    openai_base_url: str | None = None
+    openai_embed_model: str = "text-embedding-3-small"
+    openai_enrich_model: str = "gpt-4o-mini"
+    openai_vision_model: str = "gpt-4o"
+    describe_pictures: bool = False  # picture and table descriptions with the vision model during extract
+    openai_max_retries: int = 6
+
+    # Pinecone.
+    pinecone_api_key: SecretStr | None = None
+    pinecone_api_key_secret_arn: str | None = None
+    pinecone_index: str = "ray-rag"
+    pinecone_namespace: str = "default"
+    pinecone_cloud: str = "aws"
+    pinecone_region: str = "us-east-1"
+    pinecone_host: str | None = None  # data-plane host override (a private endpoint, or a test stand-in)
+    pinecone_controller_host: str | None = None  # control-plane override (a test stand-in)
+
+    # USD per million tokens, by model. Local models cost nothing.
+    prices: dict[str, dict[str, float]] = Field(
+        default_factory=lambda: {
+            "text-embedding-3-small": {"input": 0.02},
+            "gpt-4o-mini": {"input": 0.15, "output": 0.60},
+            "gpt-4o": {"input": 2.50, "output": 10.00},
+        }
+    )
 
     # Ray: None starts a private local cluster in the process that needs it; "auto" or
     # "ray://host:10001" joins a running cluster.
@@ -78,3 +114,37 @@ class Settings(BaseSettings):
     @property
     def dagster_home(self) -> Path:
         return self.home / "dagster"
+
+
+# (settings field holding the key, field holding the ARN of the Secrets Manager secret that holds it)
+_SECRET_FIELDS = (("openai_api_key", "openai_api_key_secret_arn"), ("pinecone_api_key", "pinecone_api_key_secret_arn"))
+
+
+def resolve_secrets(settings: Settings) -> Settings:
+    """Fetch API keys given as Secrets Manager ARNs, once, at start-up.
+
+    The secret may hold the bare key or JSON with an ``api_key`` field. The value lands in a ``SecretStr``,
+    which prints as ``**********`` in logs, reprs and errors.
+    """
+    import json
+
+    missing = [(key, arn) for key, arn in _SECRET_FIELDS if getattr(settings, arn) and getattr(settings, key) is None]
+    if not missing:
+        return settings
+    from ray_rag_dagster.backends.object_store import aws_client
+
+    client = aws_client("secretsmanager", settings.aws_region, settings.aws_endpoint_url)
+    updates: dict[str, SecretStr] = {}
+    for key, arn in missing:
+        secret = client.get_secret_value(SecretId=getattr(settings, arn))["SecretString"]
+        try:
+            value = json.loads(secret)["api_key"]
+        except (ValueError, KeyError, TypeError):
+            value = secret.strip()
+        updates[key] = SecretStr(value)
+    return settings.model_copy(update=updates)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment (plus overrides), with secrets resolved."""
+    return resolve_secrets(Settings(**overrides))  # type: ignore[arg-type]

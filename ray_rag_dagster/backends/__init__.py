@@ -17,13 +17,26 @@ if TYPE_CHECKING:
     from ray_rag_dagster.settings import Settings
 
 
-def build_object_store(settings: Settings) -> ObjectStore:
-    from ray_rag_dagster.backends.object_store import LocalObjectStore
+def _require(value: str | None, setting: str, backend: str) -> str:
+    if not value:
+        raise ValueError(f"{setting} must be set for the {backend} backend")
+    return value
 
+
+def build_object_store(settings: Settings) -> ObjectStore:
+    from ray_rag_dagster.backends.object_store import LocalObjectStore, S3ObjectStore
+
+    if settings.object_store == "s3":
+        bucket = _require(settings.s3_bucket, "RAY_RAG_S3_BUCKET", "s3")
+        return S3ObjectStore(bucket, settings.aws_region, settings.aws_endpoint_url)
     return LocalObjectStore(settings.objects_dir)
 
 
 def build_status_store(settings: Settings) -> StatusStore:
+    if settings.status_store == "dynamodb":
+        from ray_rag_dagster.backends.dynamodb_status_store import DynamoDBStatusStore
+
+        return DynamoDBStatusStore(settings.dynamodb_table_prefix, settings.aws_region, settings.aws_endpoint_url)
     from ray_rag_dagster.backends.status_store import SqliteStatusStore
 
     return SqliteStatusStore(settings.status_db)

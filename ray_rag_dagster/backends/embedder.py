@@ -11,8 +11,13 @@ import abc
 import os
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ray_rag_dagster.backends.openai_client import RetryPolicy
+    from ray_rag_dagster.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -87,4 +92,112 @@ class LocalEmbedder(Embedder):
         pooled = np.zeros((len(texts), self.dimension), dtype=np.float32)
         np.add.at(pooled, np.asarray(owners), piece_vectors)
         pooled /= np.linalg.norm(pooled, axis=1, keepdims=True).clip(min=1e-12)
+        return Embeddings(pooled, tokens, len(pieces))
+
+
+# --- OpenAI --------------------------------------------------------------------------------------
+
+# Known output sizes, so ``dimension`` is known before the first request.
+_OPENAI_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
+
+
+class OpenAIEmbedder(Embedder):
+    """OpenAI's embeddings endpoint (or any OpenAI-compatible server), many texts per request.
+
+    Limits: at most 2048 inputs, 8191 tokens per input and 300k tokens per request. Without the tokenizer
+    (tiktoken downloads its vocabulary at run time), sizes are bounded by UTF-8 bytes: every BPE token is at
+    least one byte, so a text of N bytes is at most N tokens. A text over ``max_input_tokens`` bytes is not
+    cut: like :class:`LocalEmbedder`, it is embedded in consecutive windows (split at whitespace where
+    possible) whose vectors are mean-pooled and re-normalised. English runs about four bytes per token, so
+    windows and batches are about four times smaller than the true limits allow; chunks (~1500 characters)
+    are a single window.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        max_inputs_per_request: int = 2048,
+        max_tokens_per_request: int = 300_000,
+        max_input_tokens: int = 8191,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        from ray_rag_dagster.backends.openai_client import build_openai_client, retry_policy
+
+        self.name = settings.openai_embed_model
+        self.client = build_openai_client(settings)
+        self.retry = retry or retry_policy(settings)
+        self.max_inputs_per_request = max_inputs_per_request
+        self.max_tokens_per_request = max_tokens_per_request
+        self.max_input_tokens = max_input_tokens
+        self._dimension = _OPENAI_DIMENSIONS.get(self.name)
+
+    @property  # type: ignore[override]
+    def dimension(self) -> int:
+        if self._dimension is None:  # an unknown (compatible-server) model: ask once
+            self._dimension = int(self.embed_documents(["dimension probe"]).vectors.shape[1])
+        return self._dimension
+
+    def _windows(self, text: str) -> list[str]:
+        """Pieces of at most ``max_input_tokens`` UTF-8 bytes, cut at the last whitespace before the limit."""
+        encoded = text.encode()
+        pieces = []
+        while len(encoded) > self.max_input_tokens:
+            cut = encoded.rfind(b" ", 0, self.max_input_tokens + 1)
+            if cut <= 0:
+                cut = self.max_input_tokens
+                while cut > 0 and (encoded[cut] & 0xC0) == 0x80:  # not inside a multi-byte character
+                    cut -= 1
+            pieces.append(encoded[:cut].decode())
+            encoded = encoded[cut:].lstrip(b" ")
+        if encoded or not pieces:
+            pieces.append(encoded.decode())
+        return [p if p.strip() else " " for p in pieces]  # the API rejects empty strings
+
+    def _requests(self, pieces: list[str]) -> list[list[int]]:
+        """Piece indices per request, within the count and byte (≥ token) budgets."""
+        batches: list[list[int]] = []
+        current: list[int] = []
+        budget = 0
+        for index, piece in enumerate(pieces):
+            size = len(piece.encode())
+            if current and (len(current) == self.max_inputs_per_request or budget + size > self.max_tokens_per_request):
+                batches.append(current)
+                current, budget = [], 0
+            current.append(index)
+            budget += size
+        if current:
+            batches.append(current)
+        return batches
+
+    def embed_documents(self, texts: list[str]) -> Embeddings:
+        from ray_rag_dagster.backends.openai_client import call_with_retries
+
+        if not texts:
+            return Embeddings(np.zeros((0, self._dimension or 0), dtype=np.float32), 0, 0)
+        pieces: list[str] = []
+        owners: list[int] = []
+        for index, text in enumerate(texts):
+            windows = self._windows(text)
+            pieces.extend(windows)
+            owners.extend([index] * len(windows))
+        piece_vectors: list[np.ndarray] = [np.empty(0, dtype=np.float32)] * len(pieces)
+        tokens = 0
+        for batch in self._requests(pieces):
+            response = call_with_retries(
+                lambda batch=batch: self.client.embeddings.create(model=self.name, input=[pieces[i] for i in batch]),
+                self.retry,
+                what=f"embeddings ({self.name})",
+            )
+            if len(response.data) != len(batch):
+                raise RuntimeError(f"embeddings ({self.name}): {len(response.data)} vectors for {len(batch)} inputs")
+            for item in response.data:  # ``index`` is the position in this request's input list
+                piece_vectors[batch[item.index]] = np.asarray(item.embedding, dtype=np.float32)
+            tokens += response.usage.prompt_tokens
+        vectors = np.stack(piece_vectors)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
+        pooled = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
+        np.add.at(pooled, np.asarray(owners), vectors)
+        pooled /= np.linalg.norm(pooled, axis=1, keepdims=True).clip(min=1e-12)
+        self._dimension = int(pooled.shape[1])
         return Embeddings(pooled, tokens, len(pieces))

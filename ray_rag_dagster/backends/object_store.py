@@ -130,3 +130,56 @@ class LocalObjectStore(ObjectStore):
 
     def uri(self, key: str) -> str:
         return (self.root / key).as_uri()
+
+
+def aws_client(service: str, region: str, endpoint_url: str | None):  # type: ignore[no-untyped-def]
+    """A boto3 client with adaptive retries; ``endpoint_url`` points at moto's server or LocalStack."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        service,
+        region_name=region,
+        endpoint_url=endpoint_url,
+        config=Config(retries={"max_attempts": 8, "mode": "adaptive"}),
+    )
+
+
+class S3ObjectStore(ObjectStore):
+    """Objects in one S3 bucket, keyed as locally. A PUT is atomic in S3 already."""
+
+    def __init__(self, bucket: str, region: str = "us-east-1", endpoint_url: str | None = None) -> None:
+        self.bucket = bucket
+        self.client = aws_client("s3", region, endpoint_url)
+
+    def put_bytes(self, key: str, data: bytes) -> str:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+        return self.uri(key)
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            raise FileNotFoundError(f"no object {self.uri(key)}") from None
+
+    def list(self, prefix: str) -> list[ObjectInfo]:
+        # The paginator follows continuation tokens: S3 returns at most 1,000 keys a page.
+        paginator = self.client.get_paginator("list_objects_v2")
+        infos = [
+            ObjectInfo(key=item["Key"], size=item["Size"], etag=item["ETag"].strip('"'))
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+            for item in page.get("Contents", [])
+        ]
+        return sorted(infos, key=lambda info: info.key)
+
+    def delete_prefix(self, prefix: str) -> int:
+        keys = [info.key for info in self.list(prefix)]
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
+            batch = keys[start : start + 1000]
+            self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True}
+            )
+        return len(keys)
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"

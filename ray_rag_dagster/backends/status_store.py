@@ -22,14 +22,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-PENDING, IN_PROGRESS, COMPLETED, FAILED = "PENDING", "IN_PROGRESS", "COMPLETED", "FAILED"
-STATUSES = (PENDING, IN_PROGRESS, COMPLETED, FAILED)
+PENDING, IN_PROGRESS, COMPLETED, FAILED, DELETED = "PENDING", "IN_PROGRESS", "COMPLETED", "FAILED", "DELETED"
+STATUSES = (PENDING, IN_PROGRESS, COMPLETED, FAILED, DELETED)
 COUNT_FIELDS = ("pages", "chunks", "vectors", "tokens", "cost_usd", "seconds")
 AUDIT_TTL_DAYS = 180
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 @dataclass
@@ -92,6 +92,10 @@ class StatusStore(abc.ABC):
 
     @abc.abstractmethod
     def fail(self, document_id: str, version: str, stage: str, error: str) -> None: ...
+
+    @abc.abstractmethod
+    def mark_deleted(self, document_id: str, version: str, reason: str) -> None:
+        """The source PDF was deleted and the document's outputs removed."""
 
     @abc.abstractmethod
     def documents(self) -> list[DocumentStatus]:
@@ -313,6 +317,16 @@ class SqliteStatusStore(StatusStore):
             )
             self._audit(db, document_id, version, from_status, FAILED, stage, row.owner if row else None, error)
             self._add_metrics(db, documents_failed=1)
+
+    def mark_deleted(self, document_id: str, version: str, reason: str) -> None:
+        with self._transaction() as db:
+            row = self._get(db, document_id, version)
+            db.execute(
+                "UPDATE control SET status = ?, error = NULL, lease_expires_at = NULL, updated_at = ?"
+                " WHERE document_id = ? AND processing_version = ?",
+                (DELETED, utc_now(), document_id, version),
+            )
+            self._audit(db, document_id, version, row.status if row else None, DELETED, None, None, reason)
 
     @staticmethod
     def _add_metrics(db: sqlite3.Connection, **increments: float) -> None:

@@ -8,11 +8,11 @@ from ray_rag_dagster.defs.assets import ingest_assets
 from ray_rag_dagster.defs.ray_runner import RayRunner
 from ray_rag_dagster.defs.resources import RagPipeline
 from ray_rag_dagster.defs.sensors import inbox_sensor, ingest_document_job
-from ray_rag_dagster.settings import Settings
+from ray_rag_dagster.settings import Settings, load_settings
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
-    settings = settings or Settings()
+    settings = settings or load_settings()
     return dg.Definitions(
         assets=ingest_assets,
         jobs=[ingest_document_job],

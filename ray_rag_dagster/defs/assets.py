@@ -22,6 +22,7 @@ from ray_rag_dagster.stages.enrich import run_enrich
 from ray_rag_dagster.stages.extract import run_extract
 from ray_rag_dagster.stages.load import run_load
 from ray_rag_dagster.stages.manifest import DocumentRef, StageOutput
+from ray_rag_dagster.stages.remove import remove_document
 
 GROUP = "rag_ingest"
 OWNER_TAG = "ray_rag/owner"  # set by the CLI, which claims documents before it launches their runs
@@ -85,8 +86,10 @@ def _submit(
     return dg.Output(output.model_dump(), metadata=_metadata(output, placement))
 
 
-def _resolve_document(context: dg.AssetExecutionContext, pipeline: RagPipeline, status: StatusStore) -> DocumentRef:
-    """The partition's source PDF and its current version (content hash)."""
+def _resolve_document(
+    context: dg.AssetExecutionContext, pipeline: RagPipeline, status: StatusStore
+) -> DocumentRef | None:
+    """The partition's source PDF and its current version (content hash); None if it left the inbox."""
     document_id = context.partition_key
     known = status.get(document_id)
     if known is None:
@@ -94,9 +97,7 @@ def _resolve_document(context: dg.AssetExecutionContext, pipeline: RagPipeline, 
     store = pipeline.object_store()
     current = [info for info in store.list(known.source_key) if info.key == known.source_key]
     if not current:
-        reason = f"{known.source_key}: the source PDF is no longer in the inbox"
-        status.fail(document_id, known.processing_version, "extract", reason)
-        raise dg.Failure(description=reason)
+        return None
     assert document_id_for(known.source_key) == document_id
     version = version_of(current[0].etag)
     status.register(document_id, version, known.source_key)
@@ -116,6 +117,14 @@ def extracted_pages(
 ) -> Iterator[dg.Output]:
     status = pipeline.status_store()
     document = _resolve_document(context, pipeline, status)
+    if document is None:
+        # Deleted between the sensor's listing and this run: clean up instead of failing.
+        known = status.get(context.partition_key)
+        assert known is not None
+        removed = remove_document(pipeline.settings(), context.partition_key)
+        status.mark_deleted(context.partition_key, known.processing_version, f"{known.source_key} is no longer in the inbox")
+        context.log.warning(f"{known.source_key} is no longer in the inbox; removed its outputs {removed}")
+        return
     tags = context.run.tags
     owner = tags.get(OWNER_TAG) or context.run_id
     claim = status.claim(

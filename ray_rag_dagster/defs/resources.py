@@ -1,12 +1,23 @@
 """Dagster resources: the pipeline's settings and the backends built from them."""
 
 
+import os
+from functools import lru_cache
+
 import dagster as dg
 
 from ray_rag_dagster.backends import build_object_store, build_status_store
 from ray_rag_dagster.backends.object_store import ObjectStore
 from ray_rag_dagster.backends.status_store import StatusStore
-from ray_rag_dagster.settings import Settings
+from ray_rag_dagster.settings import Settings, load_settings
+
+
+@lru_cache(maxsize=8)
+def _settings(home: str | None, environment: frozenset[tuple[str, str]]) -> Settings:
+    # Keyed by the RAY_RAG_* environment too, so a changed configuration is never served stale; secrets
+    # are fetched once per configuration, not once per asset.
+    del environment
+    return load_settings(home=home) if home else load_settings()
 
 
 class RagPipeline(dg.ConfigurableResource):
@@ -18,7 +29,8 @@ class RagPipeline(dg.ConfigurableResource):
     home: str | None = None
 
     def settings(self) -> Settings:
-        return Settings(home=self.home) if self.home else Settings()
+        environment = frozenset((key, value) for key, value in os.environ.items() if key.startswith("RAY_RAG_"))
+        return _settings(self.home, environment)
 
     def object_store(self) -> ObjectStore:
         return build_object_store(self.settings())

@@ -2,7 +2,8 @@
 
 The cursor remembers the version (ETag) last seen for each key, and the run key includes it, so an
 identical re-upload requests nothing and a changed file requests exactly one run. A version that another
-orchestrator (the CLI) already processed or is processing is not requested again.
+orchestrator (the CLI) already processed or is processing is not requested again. A PDF that disappears from
+the inbox has its outputs and vectors removed, its status set to DELETED and its partition deleted.
 """
 
 
@@ -15,6 +16,7 @@ from ray_rag_dagster.defs.assets import TRIGGER_TAG, ingest_assets
 from ray_rag_dagster.defs.partitions import documents
 from ray_rag_dagster.defs.resources import RagPipeline
 from ray_rag_dagster.ids import document_id_for, version_of
+from ray_rag_dagster.stages.remove import remove_document
 
 INBOX_PREFIX = "input/"
 
@@ -61,8 +63,23 @@ def inbox_sensor(context: dg.SensorEvaluationContext, pipeline: RagPipeline) -> 
                 tags={TRIGGER_TAG: "sensor", "ray_rag/source": info.key, "ray_rag/version": version},
             )
         )
+    deleted_partitions = []
+    for key in sorted(set(seen) - set(current)):
+        document_id = document_id_for(key)
+        row = status.get(document_id)
+        removed = remove_document(pipeline.settings(), document_id)
+        if row is not None:
+            status.mark_deleted(document_id, row.processing_version, f"{key} was deleted from the inbox")
+        if document_id in known_partitions:
+            deleted_partitions.append(document_id)
+        context.log.info(f"{key} deleted: removed {removed}")
+    partition_requests: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
+    if new_partitions:
+        partition_requests.append(documents.build_add_request(new_partitions))
+    if deleted_partitions:
+        partition_requests.append(documents.build_delete_request(deleted_partitions))
     return dg.SensorResult(
         run_requests=requests,
-        dynamic_partitions_requests=[documents.build_add_request(new_partitions)] if new_partitions else [],
+        dynamic_partitions_requests=partition_requests,
         cursor=json.dumps(current, sort_keys=True),
     )

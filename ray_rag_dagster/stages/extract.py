@@ -9,6 +9,11 @@ for models bundled in PyPI wheels (see ``docling_engines``); "docling" uses docl
 models and needs ``artifacts_path`` or a populated Hugging Face cache. Either way, pages with
 no text layer are OCR'd with rapidocr's bundled weights. The converter is built once per
 process and options (``_converter``), since it runs inside long-lived Ray workers.
+
+With ``describe_pictures``, docling's API picture-description model sends each picture (at least 5% of
+its page) to an OpenAI-compatible chat completions endpoint (the vision model) and the answer is written
+under the picture's caption as ``> Description: ...``. Tables are not described: docling's description
+stage handles pictures only, and a table is already text in the Markdown.
 """
 
 from __future__ import annotations
@@ -28,9 +33,10 @@ from typing import TYPE_CHECKING, Literal
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SecretStr
 
 from ray_rag_dagster.backends import build_object_store
+from ray_rag_dagster.backends.pricing import cost_usd
 from ray_rag_dagster.errors import DocumentError
 from ray_rag_dagster.settings import Settings
 from ray_rag_dagster.stages.manifest import DocumentRef, StageOutput
@@ -59,6 +65,11 @@ class ExtractOptions(BaseModel):
     artifacts_path: str | None = None  # docling engine: folder of docling's downloaded models
     ocr: bool = True  # OCR pages with no text layer (rapidocr, bundled weights)
     num_threads: int = 1
+    # Picture descriptions by a vision model behind an OpenAI-compatible chat completions endpoint.
+    describe_pictures: bool = False
+    vision_model: str = "gpt-4o"
+    vision_base_url: str | None = None  # None: OpenAI's; ends in /v1 like the openai client's base_url
+    vision_api_key: SecretStr | None = None  # SecretStr: hashes and compares by value, prints as '**********'
 
 
 class ExtractedPage(BaseModel):
@@ -77,6 +88,9 @@ class ExtractResult(BaseModel):
     page_count: int
     seconds: float
     engine: str
+    described_pictures: int = 0
+    vision_input_tokens: int = 0  # billed by the vision model for picture descriptions
+    vision_output_tokens: int = 0
 
 
 # ------------------------------------------------------------------------------ converter cache
@@ -116,7 +130,9 @@ def _build_converter(options: ExtractOptions) -> DocumentConverter:
     offline = options.engine == "offline"
     pipeline_options = ThreadedPdfPipelineOptions(
         artifacts_path=options.artifacts_path,
-        enable_remote_services=False,
+        enable_remote_services=options.describe_pictures,  # the only remote call docling may make
+        do_picture_description=options.describe_pictures,
+        **({"picture_description_options": _picture_description_options(options)} if options.describe_pictures else {}),
         accelerator_options=AcceleratorOptions(device=AcceleratorDevice.CPU, num_threads=options.num_threads),
         do_ocr=options.ocr,
         ocr_options=bundled_rapidocr_options(figure_text_chars=_FIGURE_TEXT_CHARS if offline else 0),
@@ -136,6 +152,30 @@ def _build_converter(options: ExtractOptions) -> DocumentConverter:
     )
     converter.initialize_pipeline(InputFormat.PDF)  # load the models now, not mid-document
     return converter
+
+
+VISION_PROMPT = (
+    "Describe this figure from a clinical-trial document in at most three sentences: what it shows and the "
+    "values, labels or trends a reader needs. Do not guess beyond what is visible."
+)
+
+
+def _picture_description_options(options: ExtractOptions):  # type: ignore[no-untyped-def]
+    """docling's API picture describer aimed at ``vision_base_url``/chat/completions with the vision model."""
+    from docling.datamodel.pipeline_options import PictureDescriptionApiOptions
+
+    if options.vision_api_key is None:
+        raise ValueError("describe_pictures needs an API key: set RAY_RAG_OPENAI_API_KEY")
+    base_url = (options.vision_base_url or "https://api.openai.com/v1").rstrip("/")
+    return PictureDescriptionApiOptions(
+        url=f"{base_url}/chat/completions",
+        headers={"Authorization": f"Bearer {options.vision_api_key.get_secret_value()}"},
+        params={"model": options.vision_model, "max_completion_tokens": 300, "temperature": 0},
+        prompt=VISION_PROMPT,
+        timeout=60,
+        concurrency=2,
+        provenance=options.vision_model,
+    )
 
 
 # ----------------------------------------------------------------------------------- validation
@@ -221,6 +261,7 @@ def extract_pdf(
         _log.warning("%s: some pages failed to convert: %s", name, result.errors)
 
     rendered = _render_pages(result.document)
+    described, vision_in, vision_out = _vision_usage(result.document)
     pages = []
     for page_no in range(first, last + 1):
         elements, tables, pictures = rendered.get(page_no, ([], 0, 0))
@@ -239,7 +280,28 @@ def extract_pdf(
         page_count=page_count,
         seconds=time.perf_counter() - started,
         engine=options.engine,
+        described_pictures=described,
+        vision_input_tokens=vision_in,
+        vision_output_tokens=vision_out,
     )
+
+
+def _vision_usage(doc: DoclingDocument) -> tuple[int, int, int]:
+    """Pictures described, and the tokens the vision model billed (docling keeps each reply's ``usage``)."""
+    from docling_core.types.doc import PictureItem
+    from docling_core.types.doc.common.meta import MetaUtils
+
+    usage_key = MetaUtils.create_meta_field_name(namespace="docling", name="usage")
+    described = input_tokens = output_tokens = 0
+    for item, _level in doc.iterate_items():
+        description = item.meta.description if isinstance(item, PictureItem) and item.meta else None
+        if description is None or not description.text.strip():
+            continue
+        described += 1
+        usage = description.get_custom_part().get(usage_key) or {}
+        input_tokens += int(usage.get("prompt_tokens") or 0)
+        output_tokens += int(usage.get("completion_tokens") or 0)
+    return described, input_tokens, output_tokens
 
 
 # ------------------------------------------------------------------------------------- Markdown
@@ -298,7 +360,9 @@ def _render_pages(doc: DoclingDocument) -> dict[int, tuple[list[str], int, int]]
             parts = [p for p in (captions(item), table) if p]
             add(page_no, "\n\n".join(parts), table=1 if table else 0)
         elif isinstance(item, PictureItem):
-            add(page_no, captions(item), picture=1)
+            description = item.meta.description.text.strip() if item.meta and item.meta.description else ""
+            described = "> Description: " + " ".join(description.split()) if description else ""
+            add(page_no, "\n\n".join(p for p in (captions(item), described) if p), picture=1)
         elif isinstance(item, TextItem) and item.self_ref in caption_refs:
             continue
         elif isinstance(item, TextItem):
@@ -407,6 +471,10 @@ def run_extract(settings: Settings, document: DocumentRef, source_key: str) -> S
         engine=settings.extract_engine,
         artifacts_path=settings.docling_artifacts_path,
         ocr=settings.ocr,
+        describe_pictures=settings.describe_pictures,
+        vision_model=settings.openai_vision_model,
+        vision_base_url=settings.openai_base_url,
+        vision_api_key=settings.openai_api_key if settings.describe_pictures else None,
     )
     result = extract_pdf(store.get_bytes(source_key), document.name, options)
     key = extracted_key(document.document_id)
@@ -434,6 +502,12 @@ def run_extract(settings: Settings, document: DocumentRef, source_key: str) -> S
             "tables": sum(page.tables for page in result.pages),
             "pictures": sum(page.pictures for page in result.pages),
             "ocr_pages": sum(page.ocr for page in result.pages),
+            "described_pictures": result.described_pictures,
+            "vision_input_tokens": result.vision_input_tokens,
+            "vision_output_tokens": result.vision_output_tokens,
+            "cost_usd": cost_usd(
+                settings.prices, options.vision_model, result.vision_input_tokens, result.vision_output_tokens
+            ),
             "seconds_per_page": round(result.seconds / pages, 3),
         },
         details={"engine": result.engine},

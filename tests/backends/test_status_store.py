@@ -4,11 +4,45 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ray_rag_dagster.backends.status_store import COMPLETED, FAILED, IN_PROGRESS, PENDING, SqliteStatusStore
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from ray_rag_dagster.backends.dynamodb_status_store import DynamoDBStatusStore
+from ray_rag_dagster.backends.status_store import (
+    COMPLETED,
+    DELETED,
+    FAILED,
+    IN_PROGRESS,
+    PENDING,
+    SqliteStatusStore,
+    StatusStore,
+)
+from tests.standins.aws import moto_server
+
+StoreFactory = Callable[[], StatusStore]
 
 
-def test_lifecycle_audit_and_metrics(tmp_path: Path) -> None:
-    store = SqliteStatusStore(tmp_path / "s.sqlite")
+@pytest.fixture(scope="module")
+def aws_endpoint() -> Iterator[str]:
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """A factory of store handles on one fresh store: each call is a separate client, like another process."""
+    if request.param == "sqlite":
+        return lambda: SqliteStatusStore(tmp_path / "s.sqlite")
+    endpoint = request.getfixturevalue("aws_endpoint")
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    DynamoDBStatusStore(prefix, endpoint_url=endpoint).ensure_tables()
+    return lambda: DynamoDBStatusStore(prefix, endpoint_url=endpoint)
+
+
+def test_lifecycle_audit_and_metrics(new_store: StoreFactory) -> None:
+    store = new_store()
     row = store.register("doc_aaaaaaaaaaaa", "v1", "input/a.pdf")
     assert row.status == PENDING
     assert store.claim("doc_aaaaaaaaaaaa", "v1", "run-1", 60, reprocess=False).granted
@@ -26,8 +60,8 @@ def test_lifecycle_audit_and_metrics(tmp_path: Path) -> None:
     assert (metrics["documents_completed"], metrics["pages"], metrics["chunks"]) == (1, 3, 7)
 
 
-def test_failure_is_recorded_with_reason(tmp_path: Path) -> None:
-    store = SqliteStatusStore(tmp_path / "s.sqlite")
+def test_failure_is_recorded_with_reason(new_store: StoreFactory) -> None:
+    store = new_store()
     store.register("doc_bbbbbbbbbbbb", "v1", "input/b.pdf")
     store.claim("doc_bbbbbbbbbbbb", "v1", "run-1", 60, reprocess=False)
     store.fail("doc_bbbbbbbbbbbb", "v1", "extract", "b.pdf: password-protected PDF")
@@ -38,8 +72,8 @@ def test_failure_is_recorded_with_reason(tmp_path: Path) -> None:
     assert store.claim("doc_bbbbbbbbbbbb", "v1", "run-2", 60, reprocess=False).granted
 
 
-def test_completed_version_is_not_reprocessed_unless_asked(tmp_path: Path) -> None:
-    store = SqliteStatusStore(tmp_path / "s.sqlite")
+def test_completed_version_is_not_reprocessed_unless_asked(new_store: StoreFactory) -> None:
+    store = new_store()
     store.register("doc_cccccccccccc", "v1", "input/c.pdf")
     store.claim("doc_cccccccccccc", "v1", "run-1", 60, reprocess=False)
     store.complete("doc_cccccccccccc", "v1")
@@ -51,18 +85,28 @@ def test_completed_version_is_not_reprocessed_unless_asked(tmp_path: Path) -> No
     assert store.get("doc_cccccccccccc").processing_version == "v2"
 
 
-def test_concurrent_claimers_get_one_grant_and_expired_lease_is_reclaimable(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite"
-    SqliteStatusStore(path).register("doc_dddddddddddd", "v1", "input/d.pdf")
+def test_concurrent_claimers_get_one_grant_and_expired_lease_is_reclaimable(new_store: StoreFactory) -> None:
+    new_store().register("doc_dddddddddddd", "v1", "input/d.pdf")
 
     def claim(owner: str) -> bool:
-        # Each claimer has its own connection, like two orchestrator processes.
-        return SqliteStatusStore(path).claim("doc_dddddddddddd", "v1", owner, 1, reprocess=False).granted
+        # Each claimer has its own client, like two orchestrator processes.
+        return new_store().claim("doc_dddddddddddd", "v1", owner, 2, reprocess=False).granted
 
     with ThreadPoolExecutor(8) as pool:
         grants = list(pool.map(claim, [f"orchestrator-{i}" for i in range(8)]))
     assert grants.count(True) == 1
-    holder = SqliteStatusStore(path).get("doc_dddddddddddd")
+    holder = new_store().get("doc_dddddddddddd")
     assert holder is not None and holder.is_leased()
-    time.sleep(1.1)  # the holder "crashed": its lease runs out
+    refused = new_store().claim("doc_dddddddddddd", "v1", "orchestrator-x", 2, reprocess=True)
+    assert not refused.granted and refused.holder == holder.owner  # leased: even reprocess must wait
+    time.sleep(2.1)  # the holder "crashed": its lease runs out
     assert claim("orchestrator-late")
+
+
+def test_deleted_documents_say_so(new_store: StoreFactory) -> None:
+    store = new_store()
+    store.register("doc_eeeeeeeeeeee", "v1", "input/e.pdf")
+    store.mark_deleted("doc_eeeeeeeeeeee", "v1", "input/e.pdf was deleted from the inbox")
+    assert store.get("doc_eeeeeeeeeeee").status == DELETED
+    assert [row.document_id for row in store.documents()] == ["doc_eeeeeeeeeeee"]
+    assert store.audit("doc_eeeeeeeeeeee")[-1]["to_status"] == DELETED

@@ -1,16 +1,21 @@
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
-from ray_rag_dagster.backends.object_store import LocalObjectStore
-from ray_rag_dagster.backends.status_store import COMPLETED, SqliteStatusStore
+from ray_rag_dagster.backends import build_object_store, build_status_store, build_vector_index
+from ray_rag_dagster.backends.object_store import LocalObjectStore, S3ObjectStore
+from ray_rag_dagster.backends.status_store import COMPLETED, DELETED, SqliteStatusStore
 from ray_rag_dagster.defs.partitions import documents
 from ray_rag_dagster.defs.resources import RagPipeline
 from ray_rag_dagster.defs.sensors import inbox_sensor
 from ray_rag_dagster.ids import document_id_for
 from ray_rag_dagster.settings import Settings
+from tests.backends.test_vector_index import records
+from tests.standins.aws import moto_server
 
 
 def tick(instance: dg.DagsterInstance, home: Path, cursor: str | None) -> dg.SensorResult:
@@ -18,7 +23,11 @@ def tick(instance: dg.DagsterInstance, home: Path, cursor: str | None) -> dg.Sen
     result = inbox_sensor(context)
     # Apply the partition requests as the daemon would.
     for request in result.dynamic_partitions_requests:
-        instance.add_dynamic_partitions(documents.name, list(request.partition_keys))
+        if isinstance(request, dg.AddDynamicPartitionsRequest):
+            instance.add_dynamic_partitions(documents.name, list(request.partition_keys))
+        else:
+            for key in request.partition_keys:
+                instance.delete_dynamic_partition(documents.name, key)
     return result
 
 
@@ -61,3 +70,42 @@ def test_version_processed_elsewhere_is_not_requested(tmp_path: Path) -> None:
     status.complete(document_id, version)
     assert status.get(document_id).status == COMPLETED
     assert tick(dg.DagsterInstance.ephemeral(), tmp_path, None).run_requests == []
+
+
+def test_s3_inbox_paginates_sees_changes_and_deletions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with moto_server() as endpoint:
+        for name, value in {"OBJECT_STORE": "s3", "S3_BUCKET": "rag-inbox-test", "AWS_ENDPOINT_URL": endpoint}.items():
+            monkeypatch.setenv(f"RAY_RAG_{name}", value)
+        settings = Settings(home=tmp_path)
+        store = build_object_store(settings)
+        assert isinstance(store, S3ObjectStore)
+        store.client.create_bucket(Bucket="rag-inbox-test")
+        keys = [f"input/batch/protocol-{number:04d}.pdf" for number in range(1500)]
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda key: store.put_bytes(key, f"%PDF-1.4 {key}".encode()), keys))
+        instance = dg.DagsterInstance.ephemeral()
+
+        first = tick(instance, tmp_path, None)
+        assert len(first.run_requests) == 1500  # more than one S3 page of 1,000 keys
+        assert len(instance.get_dynamic_partitions(documents.name)) == 1500
+        assert len({request.run_key for request in first.run_requests}) == 1500
+
+        store.put_bytes(keys[7], b"%PDF-1.4 changed")
+        changed = tick(instance, tmp_path, first.cursor)
+        etag = store.list(keys[7])[0].etag
+        assert [request.run_key for request in changed.run_requests] == [f"{document_id_for(keys[7])}:{etag[:16]}"]
+
+        # A processed document whose PDF is then deleted: outputs, vectors and partition go, status says so.
+        gone = document_id_for(keys[3])
+        store.put_json(f"extracted/{gone}/pages.json", {"pages": []})
+        store.put_jsonl(f"chunks/{gone}/chunks.jsonl", [{"text": "x"}])
+        index = build_vector_index(settings)
+        index.replace_document(gone, records(gone, "v1", ["a chunk of the deleted protocol"]))
+        store.client.delete_object(Bucket="rag-inbox-test", Key=keys[3])
+        deleted = tick(instance, tmp_path, changed.cursor)
+        assert deleted.run_requests == []
+        assert store.list(f"extracted/{gone}/") == [] and store.list(f"chunks/{gone}/") == []
+        assert index.count(gone) == 0
+        assert build_status_store(settings).get(gone).status == DELETED
+        assert gone not in instance.get_dynamic_partitions(documents.name)
+        assert tick(instance, tmp_path, deleted.cursor).run_requests == []

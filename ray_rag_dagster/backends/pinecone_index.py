@@ -1,0 +1,464 @@
+"""Pinecone serverless as the vector index (``RAY_RAG_VECTOR_INDEX=pinecone``), through the ``pinecone`` client.
+
+The index is created on first write if it does not exist: serverless (``cloud``/``region`` from settings), one
+dense field of the records' dimension, metric cosine; the backend waits until it is ready. Search is dense
+only (the query text is not used): Pinecone's full-text leg would need a sparse vector per chunk and a
+``dotproduct`` index (see :meth:`PineconeIndex.search`).
+
+Vector ids are ``"<document_id>#<chunk id>"`` so a document's vectors can be listed by id prefix: serverless
+indexes are listed, not filtered, to find what to delete. A load upserts the document's vectors, then deletes
+the ids under its prefix that are not in the new set: re-running a load never duplicates, a new version leaves
+no stale chunks behind, and the document is never empty in between.
+
+Requests stay within Pinecone's limits: at most 1000 vectors and 2 MiB of JSON per upsert (batches are cut by
+encoded size), 1000 ids per delete, 100 ids per list page, 40 KiB of metadata per vector.
+
+Metadata schema (one flat object per vector; Pinecone accepts only strings, numbers, booleans and lists of
+strings, and returns numbers as floats):
+
+==================== ============== ==========================================================================
+key                  type           value
+==================== ============== ==========================================================================
+document_id          string         ``doc_<12 hex>``
+processing_version   string         the source PDF's version (content hash)
+source_key           string         object-store key of the PDF, e.g. ``input/protocol.pdf``
+chunk_index          number         position of the chunk in the document
+page_start/page_end  number         page range of the chunk (1-based)
+heading_path         string         ``"Section > Subsection"``
+text                 string         the redacted chunk text, truncated (UTF-8 safe) if the metadata is too big
+text_truncated       boolean        true when ``text`` was cut to fit the 40 KiB limit
+content_hash         string         hash of the chunk text
+people               string list    entities by kind (the enricher's kinds: people, organizations,
+organizations                       medications); an empty list is omitted. Any other kind ``k`` is stored
+medications                         as ``entities_k``.
+key_phrases          string list    key phrases of the chunk
+redacted_<kind>      number         PII redactions of that kind in the chunk, e.g. ``redacted_email: 2``
+embed_model          string         the embedding model
+metadata_truncated   boolean        only present when even an empty text did not fit and the entity and
+                                    key-phrase lists were dropped
+==================== ============== ==========================================================================
+
+Retries: the client retries each request up to 3 times itself (honouring ``Retry-After``, within a per-host
+retry budget; its data-plane client has no switch for that). Around every call, a tenacity policy retries 429,
+5xx, timeouts and connection errors with exponential backoff and full jitter, so a throttling burst longer
+than the client's own retries is ridden out. A rejected key (401) fails at once with a message that names the
+setting, never the key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+import tenacity
+from pinecone import (
+    ConflictError,
+    NotFoundError,
+    Pinecone,
+    PineconeConnectionError,
+    PineconeTimeoutError,
+    RateLimitError,
+    ServiceError,
+    UnauthorizedError,
+)
+from pydantic import SecretStr
+
+from ray_rag_dagster.backends.vector_index import IndexRecord, SearchHit, VectorIndex
+from ray_rag_dagster.ids import safe_document_id
+
+if TYPE_CHECKING:
+    from pinecone import Index
+    from pinecone.models.indexes.index import IndexModel
+
+    from ray_rag_dagster.settings import Settings
+
+_log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_VECTORS_PER_UPSERT = 1000
+MAX_UPSERT_BYTES = 2 * 1024 * 1024
+# Headroom under the 2 MiB cap for the request envelope and for the client's encoder (orjson) writing a few
+# values differently from the stdlib encoder used to measure here.
+UPSERT_BYTES_BUDGET = MAX_UPSERT_BYTES - 64 * 1024
+MAX_METADATA_BYTES = 40 * 1024
+METADATA_BYTES_BUDGET = MAX_METADATA_BYTES - 1024
+MAX_IDS_PER_DELETE = 1000
+LIST_PAGE_SIZE = 100
+# The reserved field name Pinecone's vectors API (upsert/query by ``values``) addresses a dense index by; an
+# index declared with it is what the 9.x ``dimension=``/``metric=`` arguments created.
+DENSE_FIELD = "_values"
+METRIC = "cosine"
+ENTITY_KINDS = ("people", "organizations", "medications")
+REDACTION_PREFIX = "redacted_"
+OTHER_ENTITY_PREFIX = "entities_"
+# Pinecone's data plane calls the namespace with no name this.
+DEFAULT_NAMESPACE_NAMES = ("", "__default__")
+
+
+class PineconeIndexError(RuntimeError):
+    """The Pinecone index cannot be used as configured. The message is safe to log (no key)."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Attempts per call (each attempt is itself up to 4 requests by the client's own retries)."""
+
+    max_attempts: int = 6
+    backoff_base_s: float = 1.0  # full jitter: the n-th wait is uniform in [0, base * 2**n], capped
+    backoff_max_s: float = 30.0
+    ready_timeout_s: float = 300.0  # how long a new index may take to become ready
+    ready_poll_max_s: float = 5.0
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, RateLimitError | ServiceError | PineconeTimeoutError | PineconeConnectionError)
+
+
+def _json_size(value: Any) -> int:
+    """Bytes of ``value`` as compact JSON, as the client sends it (UTF-8, no ASCII escaping)."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def _cut_utf8(text: str, max_bytes: int) -> str:
+    """The longest prefix of ``text`` of at most ``max_bytes`` UTF-8 bytes, never splitting a character."""
+    return text.encode()[: max(max_bytes, 0)].decode("utf-8", errors="ignore")
+
+
+def _entity_key(kind: str) -> str:
+    return kind if kind in ENTITY_KINDS else f"{OTHER_ENTITY_PREFIX}{kind}"
+
+
+def record_metadata(record: IndexRecord) -> dict[str, Any]:
+    """The record's metadata in Pinecone's flat shape, within the 40 KiB limit (see the module docstring)."""
+    metadata: dict[str, Any] = {
+        "document_id": record.document_id,
+        "processing_version": record.processing_version,
+        "source_key": record.source_key,
+        "chunk_index": record.chunk_index,
+        "page_start": record.page_start,
+        "page_end": record.page_end,
+        "heading_path": record.heading_path,
+        "text": record.text,
+        "text_truncated": False,
+        "content_hash": record.content_hash,
+        "key_phrases": list(record.key_phrases),
+        "embed_model": record.embed_model,
+    }
+    for kind, names in record.entities.items():
+        if names:
+            metadata[_entity_key(kind)] = [str(name) for name in names]
+    for kind, count in record.redactions.items():
+        metadata[f"{REDACTION_PREFIX}{kind}"] = int(count)
+    return _fit_metadata(metadata)
+
+
+def _fit_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    excess = _json_size(metadata) - METADATA_BYTES_BUDGET
+    if excess <= 0:
+        return metadata
+    text_bytes = len(metadata["text"].encode())
+    keep = text_bytes - excess
+    while keep > 0:
+        candidate = {**metadata, "text": _cut_utf8(metadata["text"], keep), "text_truncated": True}
+        # JSON escapes (quotes, newlines) make the encoded text longer than its UTF-8 bytes: re-measure.
+        excess = _json_size(candidate) - METADATA_BYTES_BUDGET
+        if excess <= 0:
+            return candidate
+        keep -= excess
+    # Even without text it does not fit: drop the lists rather than fail the upsert.
+    bare = {
+        key: value for key, value in metadata.items() if not isinstance(value, list)
+    } | {"text": "", "text_truncated": True, "metadata_truncated": True}
+    bare["heading_path"] = _cut_utf8(bare["heading_path"], METADATA_BYTES_BUDGET // 2)
+    return bare
+
+
+def _entities_from(metadata: dict[str, Any]) -> dict[str, list[str]]:
+    entities = {kind: list(metadata.get(kind) or []) for kind in ENTITY_KINDS}
+    for key, value in metadata.items():
+        if key.startswith(OTHER_ENTITY_PREFIX):
+            entities[key.removeprefix(OTHER_ENTITY_PREFIX)] = list(value)
+    return entities
+
+
+def upsert_batches(vectors: list[dict[str, Any]], namespace: str) -> Iterator[list[dict[str, Any]]]:
+    """Consecutive batches of at most 1000 vectors whose upsert body stays under the byte budget."""
+    envelope = _json_size({"vectors": [], "namespace": namespace})
+    batch: list[dict[str, Any]] = []
+    size = envelope
+    for vector in vectors:
+        item = _json_size(vector) + 1  # and its comma
+        if batch and (len(batch) == MAX_VECTORS_PER_UPSERT or size + item > UPSERT_BYTES_BUDGET):
+            yield batch
+            batch, size = [], envelope
+        batch.append(vector)
+        size += item
+    if batch:
+        yield batch
+
+
+class PineconeIndex(VectorIndex):
+    """Vectors and metadata in a Pinecone serverless index, one namespace for the whole collection."""
+
+    def __init__(
+        self,
+        *,
+        api_key: SecretStr,
+        index_name: str,
+        namespace: str = "default",
+        cloud: str = "aws",
+        region: str = "us-east-1",
+        host: str | None = None,
+        controller_host: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.index_name = index_name
+        self.namespace = namespace
+        self.cloud = cloud
+        self.region = region
+        self.host_override = host
+        self.retry = retry or RetryPolicy()
+        self._client = Pinecone(api_key=api_key.get_secret_value(), host=controller_host)
+        self._index: Index | None = None
+        self._checked_dimension: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, retry: RetryPolicy | None = None) -> PineconeIndex:
+        """Build from settings; the key is ``pinecone_api_key`` (the caller resolves a secret ARN into it)."""
+        if settings.pinecone_api_key is None:
+            raise PineconeIndexError(
+                "no Pinecone API key: set RAY_RAG_PINECONE_API_KEY "
+                "(or RAY_RAG_PINECONE_API_KEY_SECRET_ARN, resolved at start-up)"
+            )
+        return cls(
+            api_key=settings.pinecone_api_key,
+            index_name=settings.pinecone_index,
+            namespace=settings.pinecone_namespace,
+            cloud=settings.pinecone_cloud,
+            region=settings.pinecone_region,
+            host=settings.pinecone_host,
+            controller_host=settings.pinecone_controller_host,
+            retry=retry,
+        )
+
+    # --- plumbing -----------------------------------------------------------------------------------
+
+    def _call(self, operation: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """One Pinecone call under the retry policy; a rejected key fails at once with a safe message."""
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_is_transient),
+            wait=tenacity.wait_random_exponential(multiplier=self.retry.backoff_base_s, max=self.retry.backoff_max_s),
+            stop=tenacity.stop_after_attempt(self.retry.max_attempts),
+            before_sleep=tenacity.before_sleep_log(_log, logging.WARNING),
+            reraise=True,
+        )
+        try:
+            return retrying(operation, *args, **kwargs)
+        except UnauthorizedError:
+            # ``from None``: the key never appears in Pinecone's answer, but the chained error carries the
+            # whole response; the message below is all an operator needs.
+            raise PineconeIndexError(
+                f"Pinecone rejected the API key (401 Unauthorized) for index {self.index_name!r}: check "
+                "RAY_RAG_PINECONE_API_KEY or the secret RAY_RAG_PINECONE_API_KEY_SECRET_ARN names"
+            ) from None
+
+    def _describe(self) -> IndexModel | None:
+        try:
+            return self._call(self._client.indexes.describe, self.index_name)
+        except NotFoundError:
+            return None
+
+    def _wait_until_ready(self) -> IndexModel:
+        waiting = tenacity.Retrying(
+            retry=tenacity.retry_if_result(lambda model: model is None or not model.status.ready),
+            wait=tenacity.wait_exponential(multiplier=0.25, max=self.retry.ready_poll_max_s),
+            stop=tenacity.stop_after_delay(self.retry.ready_timeout_s),
+        )
+        try:
+            model = waiting(self._describe)
+        except tenacity.RetryError:
+            raise PineconeIndexError(
+                f"Pinecone index {self.index_name!r} not ready after {self.retry.ready_timeout_s:.0f} s"
+            ) from None
+        assert model is not None  # the retry condition above
+        return model
+
+    def _create(self, dimension: int) -> IndexModel:
+        _log.info("creating Pinecone serverless index %r (%d-d, %s, %s/%s)",
+                  self.index_name, dimension, METRIC, self.cloud, self.region)
+        try:
+            self._call(
+                self._client.indexes.create,
+                name=self.index_name,
+                schema={"fields": {DENSE_FIELD: {"type": "dense_vector", "dimension": dimension, "metric": METRIC}}},
+                deployment={"deployment_type": "managed", "cloud": self.cloud, "region": self.region},
+                timeout=-1,  # the client polls every 5 s; _wait_until_ready backs off from 0.25 s
+            )
+        except ConflictError:
+            _log.info("Pinecone index %r was created concurrently", self.index_name)
+        return self._wait_until_ready()
+
+    def _check_shape(self, model: IndexModel, dimension: int) -> None:
+        field = model.schema.fields.get(DENSE_FIELD)
+        actual_dimension = getattr(field, "dimension", None)
+        actual_metric = getattr(field, "metric", None)
+        if actual_dimension != dimension or actual_metric != METRIC:
+            raise PineconeIndexError(
+                f"Pinecone index {self.index_name!r} has dimension {actual_dimension} and metric {actual_metric}; "
+                f"these records need dimension {dimension} and metric {METRIC} (another embedding model?)"
+            )
+
+    def _data_plane(self, model: IndexModel | None) -> Index:
+        if self._index is None:
+            host = self.host_override or (model.host if model is not None else None)
+            if not host:
+                raise PineconeIndexError(f"Pinecone index {self.index_name!r} has no host yet")
+            self._index = self._client.index(host=host)
+        return self._index
+
+    def _writable_index(self, dimension: int) -> Index:
+        """The index, created (and waited for) if missing, checked to hold vectors of ``dimension``."""
+        if self._checked_dimension != dimension:
+            model = self._describe()
+            if model is None:
+                model = self._create(dimension)
+            elif not model.status.ready:
+                model = self._wait_until_ready()
+            self._check_shape(model, dimension)
+            self._data_plane(model)
+            self._checked_dimension = dimension
+        assert self._index is not None
+        return self._index
+
+    def _readable_index(self) -> Index | None:
+        """The index for reading, or None if it does not exist yet (nothing was ever loaded)."""
+        if self._index is None and self.host_override is None:
+            model = self._describe()
+            if model is None:
+                return None
+            return self._data_plane(model)
+        return self._data_plane(None)
+
+    def _ids_with_prefix(self, index: Index, prefix: str) -> list[str]:
+        ids: list[str] = []
+        token: str | None = None
+        while True:
+            page = self._call(index.list_paginated, prefix=prefix, limit=LIST_PAGE_SIZE,
+                              pagination_token=token, namespace=self.namespace)
+            ids.extend(item.id for item in page.vectors if item.id is not None)
+            token = page.pagination.next if page.pagination is not None else None
+            if not token:
+                return ids
+
+    def _delete_ids(self, index: Index, ids: list[str]) -> None:
+        for start in range(0, len(ids), MAX_IDS_PER_DELETE):
+            self._call(index.delete, ids=ids[start : start + MAX_IDS_PER_DELETE], namespace=self.namespace)
+
+    # --- VectorIndex --------------------------------------------------------------------------------
+
+    @staticmethod
+    def vector_id(document_id: str, chunk_id: str) -> str:
+        return f"{document_id}#{chunk_id}"
+
+    def replace_document(self, document_id: str, records: list[IndexRecord]) -> int:
+        """Upsert the document's vectors, then delete its ids not among them; return how many it has now.
+
+        The count is what was written, not a re-listing: serverless reads are eventually consistent, so a
+        list right after the upsert may not show every new vector yet.
+        """
+        document_id = safe_document_id(document_id)
+        if not records:
+            self.delete_document(document_id)
+            return 0
+        dimension = int(records[0].vector.shape[0])
+        index = self._writable_index(dimension)
+        # Keyed by id: a repeated id is one vector (the last record wins), as an upsert would make it.
+        vectors = {
+            self.vector_id(document_id, record.id): {
+                "id": self.vector_id(document_id, record.id),
+                "values": np.asarray(record.vector, dtype=np.float32).tolist(),
+                "metadata": record_metadata(record),
+            }
+            for record in records
+        }
+        requests = 0
+        for batch in upsert_batches(list(vectors.values()), self.namespace):
+            self._call(index.upsert, vectors=batch, namespace=self.namespace)
+            requests += 1
+        stale = [vector_id for vector_id in self._ids_with_prefix(index, f"{document_id}#") if vector_id not in vectors]
+        self._delete_ids(index, stale)
+        _log.info("pinecone %s/%s: %s has %d vectors (%d upsert requests, %d stale deleted)",
+                  self.index_name, self.namespace, document_id, len(vectors), requests, len(stale))
+        return len(vectors)
+
+    def delete_document(self, document_id: str) -> int:
+        document_id = safe_document_id(document_id)
+        index = self._readable_index()
+        if index is None:
+            return 0
+        ids = self._ids_with_prefix(index, f"{document_id}#")
+        self._delete_ids(index, ids)
+        return len(ids)
+
+    def search(self, query: str, vector: np.ndarray, k: int) -> list[SearchHit]:
+        """Nearest chunks by cosine similarity (``score``); ``query`` is unused: this index is dense only.
+
+        Hybrid search on Pinecone would store a sparse vector per chunk (BM25 or SPLADE weights) beside the
+        dense one, in an index whose schema declares a ``sparse_vector`` field and whose dense metric is
+        ``dotproduct``, and query both at once with the weights applied to the two query vectors.
+        """
+        index = self._readable_index()
+        if index is None:
+            return []
+        response = self._call(
+            index.query,
+            vector=np.asarray(vector, dtype=np.float32).tolist(),
+            top_k=k,
+            include_metadata=True,
+            namespace=self.namespace,
+        )
+        hits = []
+        for match in response.matches:
+            metadata = match.metadata or {}
+            redactions = {
+                key.removeprefix(REDACTION_PREFIX): int(value)
+                for key, value in metadata.items() if key.startswith(REDACTION_PREFIX)
+            }
+            hits.append(
+                SearchHit(
+                    id=match.id.partition("#")[2],
+                    document_id=str(metadata.get("document_id", match.id.partition("#")[0])),
+                    source_key=str(metadata.get("source_key", "")),
+                    page_start=int(metadata.get("page_start", 0)),
+                    page_end=int(metadata.get("page_end", 0)),
+                    heading_path=str(metadata.get("heading_path", "")),
+                    text=str(metadata.get("text", "")),
+                    score=float(match.score),
+                    metadata={
+                        "chunk_index": int(metadata.get("chunk_index", 0)),
+                        "processing_version": metadata.get("processing_version"),
+                        "content_hash": metadata.get("content_hash"),
+                        "entities": _entities_from(metadata),
+                        "key_phrases": list(metadata.get("key_phrases") or []),
+                        "redactions": redactions,
+                        "embed_model": metadata.get("embed_model"),
+                        "text_truncated": bool(metadata.get("text_truncated", False)),
+                    },
+                )
+            )
+        return hits
+
+    def count(self, document_id: str | None = None) -> int:
+        index = self._readable_index()
+        if index is None:
+            return 0
+        if document_id is not None:
+            return len(self._ids_with_prefix(index, f"{safe_document_id(document_id)}#"))
+        stats = self._call(index.describe_index_stats)
+        names = DEFAULT_NAMESPACE_NAMES if self.namespace in DEFAULT_NAMESPACE_NAMES else (self.namespace,)
+        return sum(stats.namespaces[name].vector_count for name in names if name in stats.namespaces)
