@@ -26,9 +26,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ray_rag_dagster.aws.cli import aws_app
 from ray_rag_dagster.settings import Settings, load_settings
 
 app = typer.Typer(help="Document RAG ingestion: Dagster assets, compute on Ray.", no_args_is_help=True)
+app.add_typer(aws_app, name="aws")
 console = Console()
 
 DAGSTER_YAML = "telemetry:\n  enabled: false\n"

@@ -43,18 +43,30 @@ def build_status_store(settings: Settings) -> StatusStore:
 
 
 def build_embedder(settings: Settings) -> Embedder:
+    if settings.embedder == "openai":
+        from ray_rag_dagster.backends.embedder import OpenAIEmbedder
+
+        return OpenAIEmbedder(settings)
     from ray_rag_dagster.backends.embedder import LocalEmbedder
 
     return LocalEmbedder(settings.embed_model, settings.embed_batch_size)
 
 
 def build_enricher(settings: Settings) -> Enricher:
+    if settings.enricher == "openai":
+        from ray_rag_dagster.backends.enricher import OpenAIEnricher
+
+        return OpenAIEnricher(settings)
     from ray_rag_dagster.backends.enricher import LocalEnricher
 
     return LocalEnricher()
 
 
 def build_vector_index(settings: Settings) -> VectorIndex:
+    if settings.vector_index == "pinecone":
+        from ray_rag_dagster.backends.pinecone_index import PineconeIndex
+
+        return PineconeIndex.from_settings(settings)
     from ray_rag_dagster.backends.vector_index import LanceDBIndex
 
     return LanceDBIndex(settings.lancedb_dir, settings.lancedb_table, settings.search_text_weight)

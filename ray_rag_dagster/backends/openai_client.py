@@ -51,8 +51,8 @@ class RetryPolicy:
     retry_after_cap_s: float = 20.0  # a server-requested wait is honoured up to this
 
 
-def retry_policy(settings: Settings, **overrides: float) -> RetryPolicy:
-    return RetryPolicy(max_retries=settings.openai_max_retries, **overrides)  # type: ignore[arg-type]
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(max_retries=settings.openai_max_retries)
 
 
 def build_openai_client(settings: Settings) -> openai.OpenAI:
@@ -71,9 +71,7 @@ def build_openai_client(settings: Settings) -> openai.OpenAI:
 def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
         return True
-    return isinstance(exc, openai.APIStatusError) and (
-        exc.status_code in _TRANSIENT_STATUSES or exc.status_code >= 500
-    )
+    return isinstance(exc, openai.APIStatusError) and (exc.status_code in _TRANSIENT_STATUSES or exc.status_code >= 500)
 
 
 def server_requested_wait(exc: BaseException) -> float | None:
@@ -130,8 +128,13 @@ def call_with_retries(request: Callable[[], T], policy: RetryPolicy, *, what: st
     def log_retry(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
-        _log.warning("OpenAI %s attempt %d failed (%s); retrying in %.2fs",
-                     what, state.attempt_number, describe_failure(exc) if exc else "?", wait)
+        _log.warning(
+            "OpenAI %s attempt %d failed (%s); retrying in %.2fs",
+            what,
+            state.attempt_number,
+            describe_failure(exc) if exc else "?",
+            wait,
+        )
 
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(_is_transient),
@@ -147,4 +150,5 @@ def call_with_retries(request: Callable[[], T], policy: RetryPolicy, *, what: st
         gave_up = f" after {attempts} attempts" if _is_transient(exc) else ""
         status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
         # ``from None``: the original exception's message may echo a masked key (401) and must not be logged.
-        raise OpenAIRequestError(f"OpenAI {what} failed{gave_up}: {describe_failure(exc)}", status_code=status) from None
+        message = f"OpenAI {what} failed{gave_up}: {describe_failure(exc)}"
+        raise OpenAIRequestError(message, status_code=status) from None

@@ -14,7 +14,7 @@ Requests stay within Pinecone's limits: at most 1000 vectors and 2 MiB of JSON p
 encoded size), 1000 ids per delete, 100 ids per list page, 40 KiB of metadata per vector.
 
 Metadata schema (one flat object per vector; Pinecone accepts only strings, numbers, booleans and lists of
-strings, and returns numbers as floats):
+strings, and returns numbers as floats; empty lists are left out, search gives them back as ``[]``):
 
 ==================== ============== ==========================================================================
 key                  type           value
@@ -26,11 +26,11 @@ chunk_index          number         position of the chunk in the document
 page_start/page_end  number         page range of the chunk (1-based)
 heading_path         string         ``"Section > Subsection"``
 text                 string         the redacted chunk text, truncated (UTF-8 safe) if the metadata is too big
-text_truncated       boolean        true when ``text`` was cut to fit the 40 KiB limit
+text_truncated       boolean        true when ``text`` was cut to fit the 40 KiB limit, else false
 content_hash         string         hash of the chunk text
 people               string list    entities by kind (the enricher's kinds: people, organizations,
-organizations                       medications); an empty list is omitted. Any other kind ``k`` is stored
-medications                         as ``entities_k``.
+organizations                       medications). Any other kind ``k`` is stored as ``entities_k``.
+medications
 key_phrases          string list    key phrases of the chunk
 redacted_<kind>      number         PII redactions of that kind in the chunk, e.g. ``redacted_email: 2``
 embed_model          string         the embedding model
@@ -47,6 +47,7 @@ setting, never the key.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -124,11 +125,6 @@ def _json_size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
-def _cut_utf8(text: str, max_bytes: int) -> str:
-    """The longest prefix of ``text`` of at most ``max_bytes`` UTF-8 bytes, never splitting a character."""
-    return text.encode()[: max(max_bytes, 0)].decode("utf-8", errors="ignore")
-
-
 def _entity_key(kind: str) -> str:
     return kind if kind in ENTITY_KINDS else f"{OTHER_ENTITY_PREFIX}{kind}"
 
@@ -146,9 +142,10 @@ def record_metadata(record: IndexRecord) -> dict[str, Any]:
         "text": record.text,
         "text_truncated": False,
         "content_hash": record.content_hash,
-        "key_phrases": list(record.key_phrases),
         "embed_model": record.embed_model,
     }
+    if record.key_phrases:
+        metadata["key_phrases"] = [str(phrase) for phrase in record.key_phrases]
     for kind, names in record.entities.items():
         if names:
             metadata[_entity_key(kind)] = [str(name) for name in names]
@@ -158,24 +155,20 @@ def record_metadata(record: IndexRecord) -> dict[str, Any]:
 
 
 def _fit_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
-    excess = _json_size(metadata) - METADATA_BYTES_BUDGET
-    if excess <= 0:
+    if _json_size(metadata) <= METADATA_BYTES_BUDGET:
         return metadata
-    text_bytes = len(metadata["text"].encode())
-    keep = text_bytes - excess
-    while keep > 0:
-        candidate = {**metadata, "text": _cut_utf8(metadata["text"], keep), "text_truncated": True}
-        # JSON escapes (quotes, newlines) make the encoded text longer than its UTF-8 bytes: re-measure.
-        excess = _json_size(candidate) - METADATA_BYTES_BUDGET
-        if excess <= 0:
-            return candidate
-        keep -= excess
+    text = metadata["text"]
+    truncated = {**metadata, "text": "", "text_truncated": True}
+    # Bytes left for the text, measured as encoded JSON (quotes and newlines are escaped, so longer than UTF-8).
+    room = METADATA_BYTES_BUDGET - _json_size(truncated)
+    if room >= 0:
+        # The longest prefix whose encoding fits; a str prefix never splits a character, so it stays valid UTF-8.
+        length = bisect.bisect_left(range(len(text) + 1), True, key=lambda n: _json_size(text[:n]) - 2 > room) - 1
+        return {**truncated, "text": text[:length]}
     # Even without text it does not fit: drop the lists rather than fail the upsert.
-    bare = {
-        key: value for key, value in metadata.items() if not isinstance(value, list)
-    } | {"text": "", "text_truncated": True, "metadata_truncated": True}
-    bare["heading_path"] = _cut_utf8(bare["heading_path"], METADATA_BYTES_BUDGET // 2)
-    return bare
+    bare = {key: value for key, value in truncated.items() if not isinstance(value, list)}
+    bare["heading_path"] = bare["heading_path"][: METADATA_BYTES_BUDGET // 8]
+    return {**bare, "metadata_truncated": True}
 
 
 def _entities_from(metadata: dict[str, Any]) -> dict[str, list[str]]:

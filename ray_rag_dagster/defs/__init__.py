@@ -8,11 +8,12 @@ from ray_rag_dagster.defs.assets import ingest_assets
 from ray_rag_dagster.defs.ray_runner import RayRunner
 from ray_rag_dagster.defs.resources import RagPipeline
 from ray_rag_dagster.defs.sensors import inbox_sensor, ingest_document_job
-from ray_rag_dagster.settings import Settings, load_settings
+from ray_rag_dagster.settings import Settings
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
-    settings = settings or load_settings()
+    # Plain settings: loading definitions (the webserver does) needs no secrets; assets resolve them lazily.
+    settings = settings or Settings()
     return dg.Definitions(
         assets=ingest_assets,
         jobs=[ingest_document_job],

@@ -27,8 +27,9 @@ from ray_rag_dagster.stages.remove import remove_document
 GROUP = "rag_ingest"
 OWNER_TAG = "ray_rag/owner"  # set by the CLI, which claims documents before it launches their runs
 TRIGGER_TAG = "ray_rag/trigger"  # "sensor" | "cli"; anything else (the UI, the shell) means "reprocess"
-# Status-store count fields each stage reports.
-STATUS_COUNTS = {"extract": ("pages",), "chunk": ("chunks",), "embed": ("tokens", "cost_usd"), "load": ("vectors",)}
+# Status-store count fields each stage reports (seconds, tokens and cost are cumulative totals).
+STATUS_COUNTS = {"extract": ("pages",), "chunk": ("chunks",), "load": ("vectors",)}
+TOTALS = ("seconds", "tokens", "cost_usd")
 
 
 def _metadata(output: StageOutput, placement: RayPlacement) -> dict[str, Any]:
@@ -38,7 +39,9 @@ def _metadata(output: StageOutput, placement: RayPlacement) -> dict[str, Any]:
         "processing_version": dg.MetadataValue.text(output.document.version),
         "output": dg.MetadataValue.url(output.uri),
         "seconds": dg.MetadataValue.float(round(output.seconds, 3)),
-        "pipeline_seconds": dg.MetadataValue.float(round(output.total_seconds, 3)),
+        "pipeline_seconds": dg.MetadataValue.float(round(output.totals["seconds"], 3)),
+        "pipeline_tokens": dg.MetadataValue.int(int(output.totals["tokens"])),
+        "pipeline_usd": dg.MetadataValue.float(round(output.totals["cost_usd"], 6)),
         "ray_node": dg.MetadataValue.text(f"{placement.node_id[:12]} ({placement.host}, pid {placement.pid})"),
     }
     for name, value in output.counts.items():
@@ -63,7 +66,7 @@ def _submit(
     stage: str,
     document: DocumentRef,
     *inputs: str,
-    previous_seconds: float = 0.0,
+    upstream: StageOutput | None = None,
     max_calls: int = 0,
 ) -> dg.Output:
     """Run one stage on Ray; record status; turn any failure into a FAILED row and a one-line run failure."""
@@ -79,9 +82,11 @@ def _submit(
         reason = f"{document.name}: {stage} failed: {type(cause).__name__}: {first_line}"
         status.fail(document.document_id, document.version, stage, reason)
         raise dg.Failure(description=reason) from error
-    output.total_seconds = previous_seconds + output.seconds
+    previous = upstream.totals if upstream else {}
+    this_stage = {"seconds": output.seconds, **output.counts}
+    output.totals = {name: previous.get(name, 0.0) + float(this_stage.get(name, 0.0)) for name in TOTALS}
     counts = {name: output.counts[name] for name in STATUS_COUNTS.get(stage, ()) if name in output.counts}
-    status.record_stage(document.document_id, document.version, stage, seconds=output.total_seconds, **counts)
+    status.record_stage(document.document_id, document.version, stage, **output.totals, **counts)
     context.log.info(f"{stage} {document.name}: {output.counts} in {output.seconds:.2f}s on {placement.host}")
     return dg.Output(output.model_dump(), metadata=_metadata(output, placement))
 
@@ -126,7 +131,7 @@ def extracted_pages(
         context.log.warning(f"{known.source_key} is no longer in the inbox; removed its outputs {removed}")
         return
     tags = context.run.tags
-    owner = tags.get(OWNER_TAG) or context.run_id
+    owner = tags.get(OWNER_TAG) or context.run.run_id
     claim = status.claim(
         document.document_id,
         document.version,
@@ -145,9 +150,8 @@ def extracted_pages(
     )
 
 
-def _upstream(manifest: dict[str, Any]) -> tuple[DocumentRef, str, float]:
-    output = StageOutput.model_validate(manifest)
-    return output.document, output.key, output.total_seconds
+def _upstream(manifest: dict[str, Any]) -> StageOutput:
+    return StageOutput.model_validate(manifest)
 
 
 @dg.asset(
@@ -160,8 +164,8 @@ def _upstream(manifest: dict[str, Any]) -> tuple[DocumentRef, str, float]:
 def chunks(
     context: dg.AssetExecutionContext, pipeline: RagPipeline, ray_runner: RayRunner, extracted_pages: dict
 ) -> dg.Output:
-    document, key, seconds = _upstream(extracted_pages)
-    return _submit(context, pipeline, ray_runner, run_chunk, "chunk", document, key, previous_seconds=seconds)
+    upstream = _upstream(extracted_pages)
+    return _submit(context, pipeline, ray_runner, run_chunk, "chunk", upstream.document, upstream.key, upstream=upstream)
 
 
 @dg.asset(
@@ -174,8 +178,8 @@ def chunks(
 def enriched_chunks(
     context: dg.AssetExecutionContext, pipeline: RagPipeline, ray_runner: RayRunner, chunks: dict
 ) -> dg.Output:
-    document, key, seconds = _upstream(chunks)
-    return _submit(context, pipeline, ray_runner, run_enrich, "enrich", document, key, previous_seconds=seconds)
+    upstream = _upstream(chunks)
+    return _submit(context, pipeline, ray_runner, run_enrich, "enrich", upstream.document, upstream.key, upstream=upstream)
 
 
 @dg.asset(
@@ -188,8 +192,8 @@ def enriched_chunks(
 def embeddings(
     context: dg.AssetExecutionContext, pipeline: RagPipeline, ray_runner: RayRunner, enriched_chunks: dict
 ) -> dg.Output:
-    document, key, seconds = _upstream(enriched_chunks)
-    return _submit(context, pipeline, ray_runner, run_embed, "embed", document, key, previous_seconds=seconds)
+    upstream = _upstream(enriched_chunks)
+    return _submit(context, pipeline, ray_runner, run_embed, "embed", upstream.document, upstream.key, upstream=upstream)
 
 
 @dg.asset(
@@ -202,8 +206,9 @@ def embeddings(
 def vector_index_entries(
     context: dg.AssetExecutionContext, pipeline: RagPipeline, ray_runner: RayRunner, embeddings: dict
 ) -> dg.Output:
-    document, key, seconds = _upstream(embeddings)
-    output = _submit(context, pipeline, ray_runner, run_load, "load", document, key, previous_seconds=seconds)
+    upstream = _upstream(embeddings)
+    document = upstream.document
+    output = _submit(context, pipeline, ray_runner, run_load, "load", document, upstream.key, upstream=upstream)
     pipeline.status_store().complete(document.document_id, document.version)
     return output
 

@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 from ray_rag_dagster.backends import build_embedder, build_object_store
+from ray_rag_dagster.costs import usd
 from ray_rag_dagster.settings import Settings
 from ray_rag_dagster.stages.manifest import DocumentRef, StageOutput
 
@@ -53,7 +54,7 @@ def run_embed(settings: Settings, document: DocumentRef, enriched_key: str) -> S
             "dimension": embedder.dimension,
             "tokens": embeddings.tokens,
             "windows": embeddings.windows,
-            "cost_usd": 0.0,
+            "cost_usd": usd(settings.prices, embedder.name, embeddings.tokens),
         },
         details={"model": embedder.name},
         seconds=time.perf_counter() - started,

@@ -10,6 +10,7 @@ import time
 from collections import Counter
 
 from ray_rag_dagster.backends import build_enricher, build_object_store
+from ray_rag_dagster.costs import usd
 from ray_rag_dagster.settings import Settings
 from ray_rag_dagster.stages.manifest import DocumentRef, StageOutput
 
@@ -28,10 +29,17 @@ def run_enrich(settings: Settings, document: DocumentRef, chunks_key: str) -> St
     enricher = build_enricher(settings)
     chunks = store.get_jsonl(chunks_key)
     rows, redactions, entity_counts = [], Counter(), Counter()
+    input_tokens = output_tokens = fallbacks = 0
+    cost = 0.0
     for start in range(0, len(chunks), ENRICH_BATCH):
         batch = chunks[start : start + ENRICH_BATCH]
         for chunk, enrichment in zip(batch, enricher.enrich([chunk["text"] for chunk in batch]), strict=True):
             redactions.update(enrichment.redactions)
+            input_tokens += enrichment.input_tokens
+            output_tokens += enrichment.output_tokens
+            fallbacks += enrichment.enricher == "local-fallback"
+            cost += usd(settings.prices, enrichment.model or enricher.name, enrichment.input_tokens,
+                        enrichment.output_tokens)
             entity_counts.update({kind: len(names) for kind, names in enrichment.entities.items()})
             rows.append(
                 {
@@ -56,6 +64,11 @@ def run_enrich(settings: Settings, document: DocumentRef, chunks_key: str) -> St
             **{f"redactions_{kind}": count for kind, count in sorted(redactions.items())},
             "entities": sum(entity_counts.values()),
             **{f"entities_{kind}": count for kind, count in sorted(entity_counts.items())},
+            "tokens": input_tokens + output_tokens,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "fallback_chunks": fallbacks,
+            "cost_usd": cost,
         },
         details={"enricher": enricher.name},
         seconds=time.perf_counter() - started,

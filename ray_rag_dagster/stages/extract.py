@@ -36,7 +36,7 @@ import pypdfium2.raw as pdfium_c
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from ray_rag_dagster.backends import build_object_store
-from ray_rag_dagster.backends.pricing import cost_usd
+from ray_rag_dagster.costs import usd
 from ray_rag_dagster.errors import DocumentError
 from ray_rag_dagster.settings import Settings
 from ray_rag_dagster.stages.manifest import DocumentRef, StageOutput
@@ -503,9 +503,10 @@ def run_extract(settings: Settings, document: DocumentRef, source_key: str) -> S
             "pictures": sum(page.pictures for page in result.pages),
             "ocr_pages": sum(page.ocr for page in result.pages),
             "described_pictures": result.described_pictures,
+            "tokens": result.vision_input_tokens + result.vision_output_tokens,
             "vision_input_tokens": result.vision_input_tokens,
             "vision_output_tokens": result.vision_output_tokens,
-            "cost_usd": cost_usd(
+            "cost_usd": usd(
                 settings.prices, options.vision_model, result.vision_input_tokens, result.vision_output_tokens
             ),
             "seconds_per_page": round(result.seconds / pages, 3),

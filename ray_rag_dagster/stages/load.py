@@ -48,11 +48,15 @@ def run_load(settings: Settings, document: DocumentRef, embeddings_info_key: str
         )
     index = build_vector_index(settings)
     rows = index.replace_document(document.document_id, records)
+    if settings.vector_index == "pinecone":
+        index_name = f"{settings.pinecone_index}/{settings.pinecone_namespace}"
+    else:
+        index_name = settings.lancedb_table
     return StageOutput(
         stage="load",
         document=document,
-        key=settings.lancedb_table,
-        uri=f"{settings.vector_index}://{settings.lancedb_table}?document_id={document.document_id}",
+        key=index_name,
+        uri=f"{settings.vector_index}://{index_name}?document_id={document.document_id}",
         counts={"vectors": rows, "index_total": index.count()},
         details={"index": settings.vector_index},
         seconds=time.perf_counter() - started,

@@ -26,4 +26,5 @@ class StageOutput(BaseModel):
     counts: dict[str, float] = Field(default_factory=dict)
     details: dict[str, str] = Field(default_factory=dict)
     seconds: float = 0.0  # this stage
-    total_seconds: float = 0.0  # this stage and every stage before it, for this document
+    # seconds, tokens and cost_usd of this stage and every stage before it, for this document
+    totals: dict[str, float] = Field(default_factory=dict)

@@ -83,8 +83,12 @@ def rate_limited(retry_after: float | None = 1, retry_after_ms: int | None = Non
 def server_error(status: int = 500) -> Fault:
     return Fault(
         status=status,
-        error={"message": "The server had an error while processing your request.", "type": "server_error",
-               "param": None, "code": None},
+        error={
+            "message": "The server had an error while processing your request.",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        },
     )
 
 
@@ -110,7 +114,12 @@ class OpenAIStandIn:
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="openai-standin", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # stop() returns within a poll
+            name="openai-standin",
+            daemon=True,
+        )
 
     @property
     def base_url(self) -> str:
@@ -165,11 +174,15 @@ class OpenAIStandIn:
             self._record(path, body, 401)
             # The real service echoes a masked form of the key it was given.
             masked = f"{presented[:3]}{'*' * max(len(presented) - 7, 0)}{presented[-4:]}" if presented else ""
-            return 401, {}, _error(
-                f"Incorrect API key provided: {masked}. You can find your API key at "
-                "https://platform.openai.com/account/api-keys.",
-                "invalid_request_error",
-                "invalid_api_key",
+            return (
+                401,
+                {},
+                _error(
+                    f"Incorrect API key provided: {masked}. You can find your API key at "
+                    "https://platform.openai.com/account/api-keys.",
+                    "invalid_request_error",
+                    "invalid_api_key",
+                ),
             )
         fault = self._next_fault(path)
         if fault is not None and fault.status != 200:
@@ -182,38 +195,52 @@ class OpenAIStandIn:
     def _embeddings(self, body: dict[str, Any]) -> tuple[int, Any]:
         model = str(body.get("model"))
         if model not in EMBEDDING_DIMENSIONS:
-            return 404, _error(f"The model `{model}` does not exist or you do not have access to it.",
-                               "invalid_request_error", "model_not_found")
+            return 404, _error(
+                f"The model `{model}` does not exist or you do not have access to it.",
+                "invalid_request_error",
+                "model_not_found",
+            )
         inputs = body.get("input")
         texts = [inputs] if isinstance(inputs, str) else inputs
         if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
-            return 400, _error("'input' must be a non-empty string or array of non-empty strings.",
-                               "invalid_request_error", None)
+            return 400, _error(
+                "'input' must be a non-empty string or array of non-empty strings.", "invalid_request_error", None
+            )
         if len(texts) > MAX_INPUTS_PER_REQUEST:
-            return 400, _error(f"'input' : maximum {MAX_INPUTS_PER_REQUEST} inputs per request.",
-                               "invalid_request_error", None)
+            return 400, _error(
+                f"'input' : maximum {MAX_INPUTS_PER_REQUEST} inputs per request.", "invalid_request_error", None
+            )
         counts = [count_tokens(t) for t in texts]
         if max(counts) > MAX_TOKENS_PER_INPUT:
-            return 400, _error(f"This model's maximum context length is {MAX_TOKENS_PER_INPUT} tokens, however you "
-                               f"requested {max(counts)} tokens.", "invalid_request_error", None)
+            return 400, _error(
+                f"This model's maximum context length is {MAX_TOKENS_PER_INPUT} tokens, however you "
+                f"requested {max(counts)} tokens.",
+                "invalid_request_error",
+                None,
+            )
         if sum(counts) > MAX_TOKENS_PER_REQUEST:
-            return 400, _error(f"Requested {sum(counts)} tokens, max {MAX_TOKENS_PER_REQUEST} tokens per request.",
-                               "max_tokens_per_request", None)
+            return 400, _error(
+                f"Requested {sum(counts)} tokens, max {MAX_TOKENS_PER_REQUEST} tokens per request.",
+                "max_tokens_per_request",
+                None,
+            )
         dimension = int(body.get("dimensions") or EMBEDDING_DIMENSIONS[model])
         as_base64 = body.get("encoding_format") == "base64"
         data = []
         for index, text in enumerate(texts):
             vector = hash_vector(text, EMBEDDING_DIMENSIONS[model])[:dimension]
             vector /= np.linalg.norm(vector)
-            embedding: Any = (
-                base64.b64encode(vector.astype("<f4").tobytes()).decode() if as_base64 else vector.tolist()
-            )
+            embedding: Any = base64.b64encode(vector.astype("<f4").tobytes()).decode() if as_base64 else vector.tolist()
             data.append({"object": "embedding", "index": index, "embedding": embedding})
         data.reverse()  # the API documents ``index`` as the key to order by; make clients rely on it
         total = sum(counts)
         self._bill(model, total)
-        return 200, {"object": "list", "data": data, "model": model,
-                     "usage": {"prompt_tokens": total, "total_tokens": total}}
+        return 200, {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": total, "total_tokens": total},
+        }
 
     def _chat(self, body: dict[str, Any], fault: Fault | None) -> tuple[int, Any]:
         model = str(body.get("model"))
@@ -245,10 +272,19 @@ class OpenAIStandIn:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
-            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                         "message": {"role": "assistant", "content": content, "refusal": None}}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                    "message": {"role": "assistant", "content": content, "refusal": None},
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
         }
 
 
@@ -261,12 +297,13 @@ def hash_vector(text: str, dimension: int) -> np.ndarray:
 
 def structured_answer(schema: dict[str, Any], text: str) -> dict[str, Any]:
     """Fill every property of a flat JSON schema from ``text`` by rules (what a model would answer)."""
+    long_words = Counter(word.lower() for word in re.findall(r"[A-Za-z]{6,}", text))
     rules = {
         "redacted_text": text,
         "people": _dedupe(_PERSON.findall(text)),
         "organizations": _dedupe([m.strip() for m in _ORGANIZATION.findall(text)]),
         "medications": [m for m in _MEDICATIONS if m in text.lower()],
-        "key_phrases": [word for word, _ in Counter(w.lower() for w in re.findall(r"[A-Za-z]{6,}", text)).most_common(3)],
+        "key_phrases": [word for word, _ in long_words.most_common(3)],
     }
     answer: dict[str, Any] = {}
     for name, spec in schema.get("properties", {}).items():
@@ -297,13 +334,16 @@ def _handler_for(standin: OpenAIStandIn) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as httpx and requests expect
 
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             try:
                 body = json.loads(self.rfile.read(length) or b"{}")
             except json.JSONDecodeError:
-                status, headers, payload = 400, {}, _error("We could not parse the JSON body of your request.",
-                                                           "invalid_request_error", None)
+                status, headers, payload = (
+                    400,
+                    {},
+                    _error("We could not parse the JSON body of your request.", "invalid_request_error", None),
+                )
             else:
                 status, headers, payload = standin.handle(self.path, self.headers.get("Authorization"), body)
             encoded = json.dumps(payload).encode()
@@ -316,7 +356,7 @@ def _handler_for(standin: OpenAIStandIn) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(encoded)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (quiet: one line per request)
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
     return Handler

@@ -189,7 +189,9 @@ class PineconeStandIn:
         body = request.get_data()
         response, counted = self._respond(request, body)
         with self._lock:
-            self.requests.append(RecordedRequest(request.method, request.path, response.status_code, len(body), counted))
+            self.requests.append(
+                RecordedRequest(request.method, request.path, response.status_code, len(body), counted)
+            )
         return response(environ, start_response)
 
     def _respond(self, request: Request, body: bytes) -> tuple[Response, int]:
@@ -219,7 +221,8 @@ class PineconeStandIn:
         except ApiFailure as failure:
             return _failure_response(failure), counted
         except NotFound:
-            return _failure_response(ApiFailure(404, "NOT_FOUND", f"No route for {request.method} {request.path}")), counted
+            unknown = ApiFailure(404, "NOT_FOUND", f"No route for {request.method} {request.path}")
+            return _failure_response(unknown), counted
         except HTTPException as error:
             return _failure_response(ApiFailure(error.code or 400, "INVALID_ARGUMENT", str(error))), counted
         except (ValueError, KeyError, TypeError) as error:
@@ -296,14 +299,18 @@ class PineconeStandIn:
         index = self._ready_index(name)
         vectors = payload["vectors"]
         if len(vectors) > MAX_VECTORS_PER_UPSERT:
-            raise ApiFailure(400, "INVALID_ARGUMENT",
-                             f"Upsert of {len(vectors)} vectors exceeds the limit of {MAX_VECTORS_PER_UPSERT} per request")
+            raise ApiFailure(
+                400, "INVALID_ARGUMENT",
+                f"Upsert of {len(vectors)} vectors exceeds the limit of {MAX_VECTORS_PER_UPSERT} per request",
+            )
         checked: dict[str, StoredVector] = {}
         for vector in vectors:
             values = [float(value) for value in vector["values"]]
             if len(values) != index.dimension:
-                raise ApiFailure(400, "INVALID_ARGUMENT",
-                                 f"Vector dimension {len(values)} does not match the dimension of the index {index.dimension}")
+                raise ApiFailure(
+                    400, "INVALID_ARGUMENT",
+                    f"Vector dimension {len(values)} does not match the dimension of the index {index.dimension}",
+                )
             metadata = vector.get("metadata") or {}
             problem = _metadata_problem(metadata)
             if problem:
@@ -322,8 +329,10 @@ class PineconeStandIn:
         else:
             query_vector = [float(value) for value in payload["vector"]]
         if len(query_vector) != index.dimension:
-            raise ApiFailure(400, "INVALID_ARGUMENT",
-                             f"Query vector dimension {len(query_vector)} does not match the dimension of the index {index.dimension}")
+            raise ApiFailure(
+                400, "INVALID_ARGUMENT",
+                f"Query vector dimension {len(query_vector)} does not match the index dimension {index.dimension}",
+            )
         metadata_filter = payload.get("filter") or {}
         scored = [
             (_cosine(query_vector, vector.values), vector_id, vector)

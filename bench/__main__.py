@@ -1,0 +1,84 @@
+"""``python -m bench [--quick] [--only NAME ...]``: run the benchmarks, write results.json and REPORT.md.
+
+``--only`` runs some benchmarks and keeps the others' earlier results in results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from bench import e2e, embedding, extraction, memory, orchestration, reuse, scaling, search
+from bench.common import RESULTS_DIR, load_average
+from bench.report import write_report
+
+BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
+    "extraction": extraction.run,
+    "orchestration": orchestration.run,
+    "scaling": scaling.run,
+    "reuse": reuse.run,
+    "embedding": embedding.run,
+    "search": search.run,
+    "e2e": e2e.run,
+    "memory": memory.run,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small inputs: a smoke test, not a measurement")
+    parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), metavar="NAME",
+                        help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder for results.json, REPORT.md, plots")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    console = Console()
+    selected = [name for name in BENCHMARKS if not args.only or name in args.only]
+    args.out.mkdir(parents=True, exist_ok=True)
+    results_path = args.out / "results.json"
+    results: dict[str, Any] = json.loads(results_path.read_text()) if args.only and results_path.is_file() else {}
+    results.setdefault("benchmarks", {})
+    failed = False
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        overall = progress.add_task("benchmarks", total=len(selected))
+        for name in selected:
+            progress.update(overall, description=f"running {name}")
+            before = load_average()
+            started = time.perf_counter()
+            try:
+                outcome: dict[str, Any] = BENCHMARKS[name](args.quick)
+            except Exception as exc:  # one broken benchmark should not lose the others' numbers
+                failed = True
+                outcome = {"error": f"{type(exc).__name__}: {exc}"}
+                console.print(f"[red]{name} failed[/red]\n{traceback.format_exc()}")
+            outcome["meta"] = {
+                "seconds": round(time.perf_counter() - started, 1),
+                "load_average_before": [round(v, 2) for v in before],
+                "load_average_after": [round(v, 2) for v in load_average()],
+                "quick": args.quick,
+                "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+            results["benchmarks"][name] = outcome
+            results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+            results_path.write_text(json.dumps(results, indent=2, default=str))
+            progress.advance(overall)
+            console.print(f"{name}: done in {outcome['meta']['seconds']} s (load {outcome['meta']['load_average_before'][0]})")
+    write_report(results, args.out)
+    console.print(f"wrote {results_path} and {args.out / 'REPORT.md'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,153 @@
+"""results.json → REPORT.md with tables and PNG plots (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
+    if not rows:
+        return "_no rows_\n"
+    columns = columns or list(rows[0])
+    def cell(value: Any) -> str:
+        if value is None:
+            return "–"
+        if isinstance(value, float):
+            return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+        return str(value).replace("|", "\\|")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _bar_plot(path: Path, labels: list[str], values: list[float], title: str, xlabel: str) -> str:
+    figure, axes = plt.subplots(figsize=(8, 0.5 * len(labels) + 1.2))
+    axes.barh(labels[::-1], values[::-1], color="#4c72b0")
+    axes.set_title(title)
+    axes.set_xlabel(xlabel)
+    for y, value in enumerate(values[::-1]):
+        axes.annotate(f"{value:.3g}", (value, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return f"![{title}]({path.name})\n"
+
+
+def _meta(result: dict[str, Any]) -> str:
+    meta = result.get("meta", {})
+    return (
+        f"_{meta.get('seconds')} s; load average {meta.get('load_average_before')} before, "
+        f"{meta.get('load_average_after')} after{'; QUICK (smoke test) inputs' if meta.get('quick') else ''}_\n"
+    )
+
+
+def write_report(results: dict[str, Any], out: Path) -> Path:
+    benchmarks = results.get("benchmarks", {})
+    parts = [
+        "# Benchmarks\n",
+        f"Machine: {results.get('machine', {})}. Shared with other engineers: absolute times vary; the ratios "
+        "compare both sides measured in the same invocation. Load averages are given per benchmark.\n",
+    ]
+    for name, result in benchmarks.items():
+        parts.append(f"\n## {name}\n")
+        parts.append(_meta(result))
+        if "error" in result:
+            parts.append(f"\n**failed**: `{result['error']}`\n")
+            continue
+        parts.append(_SECTIONS.get(name, _generic)(result, out))
+    path = out / "REPORT.md"
+    prefix = path.read_text().split("<!-- generated -->")[0] if path.is_file() and "<!-- generated -->" in path.read_text() else ""
+    path.write_text(prefix + "<!-- generated -->\n" + "\n".join(parts))
+    return path
+
+
+def _generic(result: dict[str, Any], out: Path) -> str:
+    return "```\n" + "\n".join(f"{k}: {v}" for k, v in result.items() if k != "meta") + "\n```\n"
+
+
+def _extraction(result: dict[str, Any], out: Path) -> str:
+    summary = result["summary"]
+    text = _table(summary) + "\nPer document:\n\n" + _table(result["per_document"])
+    text += _bar_plot(out / "extraction_speed.png", [r["extractor"] for r in summary],
+                      [r["pages_per_second"] for r in summary], "Extraction speed", "pages/s")
+    return text
+
+
+def _orchestration(result: dict[str, Any], out: Path) -> str:
+    rows = [
+        {"side": side, "first (warm-up) document s": result[side]["first_document_seconds"],
+         f"{len(result['documents'])} documents s": result[side]["documents_seconds"],
+         "statuses": ", ".join(sorted(set(result[side]["statuses"])))}
+        for side in ("direct", "pipeline")
+    ]
+    return (
+        _table(rows)
+        + f"\n**pipeline ÷ direct, warm: {result['warm_ratio_pipeline_over_direct']}**; first document (cold): "
+        f"{result['cold_first_document_ratio']}; overhead {result['overhead_seconds_per_document']} s per document.\n"
+    )
+
+
+def _scaling(result: dict[str, Any], out: Path) -> str:
+    batch = result["batch"]
+    sharding = result["sharding"]
+    rows = [{"shards": 1, "seconds": sharding["single_task_seconds"], "speedup": 1.0, "pages equal": sharding["pages"], "differing pages": ""}]
+    rows += [{"shards": s["shards"], "seconds": s["seconds"], "speedup": s["speedup"], "pages equal": s["pages_equal"],
+              "differing pages": ", ".join(map(str, s["differing_pages"]))} for s in sharding["shards"]]
+    text = (
+        f"(a) batch of {batch['documents']} documents ({batch['pages']} pages): 1 CPU {batch['seconds_1_cpu']:.1f} s, "
+        f"2 CPUs {batch['seconds_2_cpus']:.1f} s → **speed-up {batch['speedup_2_over_1']}**\n\n"
+        f"(b) {sharding['pages']}-page protocol as page-range shards on a 2-CPU Ray:\n\n" + _table(rows)
+        + f"\nSharding pays (≥ 1.2×): **{result['sharding_pays']}** (best {result['best_shard_speedup']}).\n"
+    )
+    text += _bar_plot(out / "scaling.png", ["batch 2 CPUs vs 1"] + [f"{s['shards']} shards vs 1 task" for s in sharding["shards"]],
+                      [batch["speedup_2_over_1"] or 0] + [s["speedup"] or 0 for s in sharding["shards"]], "Speed-up on 2 cores", "×")
+    return text
+
+
+def _reuse(result: dict[str, Any], out: Path) -> str:
+    rows = [{"model": name, **{k: v for k, v in result[name].items()}} for name in ("extract", "embed_torch", "embed_onnx")]
+    return _table(rows)
+
+
+def _embedding(result: dict[str, Any], out: Path) -> str:
+    variants = result["variants"]
+    text = (f"{result['chunks']} chunks of {result['chunk_chars']} characters; ONNX export (one-time build): "
+            f"{result['export_seconds']} s.\n\n" + _table(variants))
+    text += _bar_plot(out / "embedding_throughput.png", [v["variant"] for v in variants],
+                      [v["chunks_per_second"] for v in variants], "Embedding throughput", "chunks/s")
+    return text
+
+
+def _search(result: dict[str, Any], out: Path) -> str:
+    sizes = result["sizes"]
+    text = _table(sizes) + f"\np50 grows {result['p50_growth']}× for {result['size_growth']}× the chunks.\n"
+    labels = [f"{s['chunks']:,} p50" for s in sizes] + [f"{s['chunks']:,} p95" for s in sizes]
+    text += _bar_plot(out / "search_latency.png", labels, [s["p50_ms"] for s in sizes] + [s["p95_ms"] for s in sizes],
+                      "Hybrid search latency (LanceDBIndex)", "ms")
+    return text
+
+
+def _e2e(result: dict[str, Any], out: Path) -> str:
+    if "skipped" in result:
+        return f"skipped: {result['skipped']}\n"
+    return _table([{k: v for k, v in result.items() if k != "meta"}])
+
+
+def _memory(result: dict[str, Any], out: Path) -> str:
+    stages = result["stages"]
+    text = (f"Document: {result['document']}. Import baseline (python + stage modules): {result['import_baseline_mb']} MB; "
+            f"idle Ray worker: {result['ray_worker_idle_mb']} MB.\n\n"
+            + _table(stages, ["stage", "peak_rss_mb", "above_import_baseline_mb", "seconds", "counts"]))
+    text += _bar_plot(out / "memory.png", [s["stage"] for s in stages], [s["peak_rss_mb"] for s in stages],
+                      "Peak RSS per stage (fresh process)", "MB")
+    return text
+
+
+_SECTIONS = {"extraction": _extraction, "orchestration": _orchestration, "scaling": _scaling, "reuse": _reuse,
+             "embedding": _embedding, "search": _search, "e2e": _e2e, "memory": _memory}

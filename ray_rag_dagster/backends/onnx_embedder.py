@@ -1,0 +1,220 @@
+"""The local embedding model run by ONNX Runtime instead of torch: the same vectors, faster on a CPU.
+
+The ONNX graph is built by the project itself, on first use, from the sentence-transformers model that
+:class:`~ray_rag_dagster.backends.embedder.LocalEmbedder` loads (``torch.onnx.export``, opset 17). The graph
+includes the model's mean pooling and L2 normalisation, so it outputs sentence vectors. It is cached on disk
+under ``<models_dir>/<model>.onnx-v<N>/`` (``model.onnx``, ``tokenizer.json``, ``config.json``); a file lock
+makes concurrent Ray workers wait for the one that exports instead of exporting in parallel.
+
+At run time only ``onnxruntime`` and ``tokenizers`` are used (no torch import). Long texts are split into
+token windows and mean-pooled exactly like ``LocalEmbedder``, so nothing is cut off; pieces are sorted by
+token length before batching, so a batch pads to similar lengths.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ray_rag_dagster.backends.embedder import Embedder, Embeddings
+
+# Bump when the exported graph changes (inputs, outputs, opset), so stale caches are rebuilt.
+EXPORT_FORMAT_VERSION = 1
+OPSET = 17
+_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@dataclass(frozen=True)
+class OnnxModelFiles:
+    folder: Path
+
+    @property
+    def model(self) -> Path:
+        return self.folder / "model.onnx"
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.folder / "tokenizer.json"
+
+    @property
+    def config(self) -> Path:
+        return self.folder / "config.json"
+
+    def complete(self) -> bool:
+        return self.model.is_file() and self.tokenizer.is_file() and self.config.is_file()
+
+
+def onnx_model_files(models_dir: Path, model_name: str) -> OnnxModelFiles:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model_name)
+    return OnnxModelFiles(Path(models_dir) / f"{slug}.onnx-v{EXPORT_FORMAT_VERSION}")
+
+
+def ensure_onnx_model(models_dir: Path, model_name: str) -> OnnxModelFiles:
+    """Export ``model_name`` to ONNX once; later calls (any process) find it on disk."""
+    from filelock import FileLock
+
+    files = onnx_model_files(models_dir, model_name)
+    if files.complete():
+        return files
+    files.folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(files.folder) + ".lock"):
+        if not files.complete():  # another worker may have finished while this one waited
+            _export(model_name, files)
+    return files
+
+
+def _export(model_name: str, files: OnnxModelFiles) -> None:
+    """Write the graph, tokenizer and config into a temporary folder, then move it into place in one rename."""
+    import torch
+
+    from ray_rag_dagster.backends.embedder import _load_sentence_transformer
+
+    sentence_model = _load_sentence_transformer(model_name)
+
+    class SentenceVectors(torch.nn.Module):
+        """Inputs by keyword (the exporter passes them so), output = pooled, normalised sentence vectors."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = sentence_model
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor):  # type: ignore[no-untyped-def]
+            features = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+            return self.inner(features)["sentence_embedding"]
+
+    sample = sentence_model.tokenizer(["an example", "a second, longer example text"], padding=True, return_tensors="pt")
+    staging = Path(tempfile.mkdtemp(prefix=files.folder.name + ".", dir=files.folder.parent))
+    # The tracer warns about Python conditions on shapes in the model code; the graph is checked against
+    # torch on padded batches of several lengths in the tests, so the warnings are noise here.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            SentenceVectors().eval(),
+            (),
+            str(staging / files.model.name),
+            kwargs={name: sample[name] for name in _INPUT_NAMES},
+            input_names=list(_INPUT_NAMES),
+            output_names=["sentence_embedding"],
+            dynamic_axes={**{name: {0: "batch", 1: "sequence"} for name in _INPUT_NAMES}, "sentence_embedding": {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,  # the TorchScript exporter handles BERT's dynamic shapes without onnxscript
+        )
+    sentence_model.tokenizer.backend_tokenizer.save(str(staging / files.tokenizer.name))
+    config = {
+        "model_name": model_name,
+        "dimension": int(sentence_model.get_embedding_dimension()),
+        "max_seq_length": int(sentence_model.max_seq_length),
+        "opset": OPSET,
+        "torch": torch.__version__,
+    }
+    (staging / files.config.name).write_text(json.dumps(config, indent=2))
+    if files.folder.exists():  # an incomplete folder left by a killed export
+        import shutil
+
+        shutil.rmtree(files.folder)
+    staging.rename(files.folder)
+
+
+@lru_cache(maxsize=2)
+def _load_runtime(folder: str, num_threads: int):  # type: ignore[no-untyped-def]
+    """ONNX session and tokenizer, once per process (a Ray worker keeps them across tasks)."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    files = OnnxModelFiles(Path(folder))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = num_threads  # 0 = ONNX Runtime's default (one per physical core)
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(files.model), options, providers=["CPUExecutionProvider"])
+    tokenizer = Tokenizer.from_file(str(files.tokenizer))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return session, tokenizer, json.loads(files.config.read_text())
+
+
+def _default_threads() -> int:
+    """Follow the CPUs Ray reserved for the task (Ray sets OMP_NUM_THREADS on workers); 0 = ORT decides."""
+    try:
+        return max(int(os.environ.get("OMP_NUM_THREADS", "0")), 0)
+    except ValueError:
+        return 0
+
+
+class OnnxEmbedder(Embedder):
+    """The same model and window pooling as ``LocalEmbedder``, run by ONNX Runtime."""
+
+    def __init__(
+        self,
+        models_dir: Path,
+        model_name: str = "all-MiniLM-L6-v2",
+        batch_size: int = 32,
+        num_threads: int | None = None,
+    ) -> None:
+        files = ensure_onnx_model(models_dir, model_name)
+        self.name = model_name
+        self.batch_size = batch_size
+        self.session, self.tokenizer, config = _load_runtime(
+            str(files.folder), _default_threads() if num_threads is None else num_threads
+        )
+        self.dimension = int(config["dimension"])
+        self.max_seq_length = int(config["max_seq_length"])
+        # Room for [CLS] and [SEP].
+        self.window_tokens = self.max_seq_length - 2
+
+    def _windows(self, text: str) -> tuple[list[str], int]:
+        """Split ``text`` into pieces of at most ``window_tokens`` word pieces, on token boundaries."""
+        offsets = self.tokenizer.encode(text, add_special_tokens=False).offsets
+        if len(offsets) <= self.window_tokens:
+            return [text], len(offsets)
+        pieces = []
+        for start in range(0, len(offsets), self.window_tokens):
+            window = offsets[start : start + self.window_tokens]
+            pieces.append(text[window[0][0] : window[-1][1]])
+        return pieces, len(offsets)
+
+    def _encode(self, pieces: list[str]) -> np.ndarray:
+        """Sentence vectors for ``pieces``, batched by token length (less padding per batch)."""
+        # sentence-transformers strips each input before tokenizing; so does this, for identical vectors.
+        encodings = self.tokenizer.encode_batch([piece.strip() for piece in pieces], add_special_tokens=True)
+        # Truncate like the transformers tokenizer: keep [CLS], the first tokens, and [SEP].
+        limit = self.max_seq_length
+        ids = [e.ids if len(e.ids) <= limit else e.ids[: limit - 1] + e.ids[-1:] for e in encodings]
+        order = np.argsort([len(piece_ids) for piece_ids in ids], kind="stable")
+        vectors = np.zeros((len(pieces), self.dimension), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            width = max(len(ids[i]) for i in batch)
+            input_ids = np.zeros((len(batch), width), dtype=np.int64)
+            attention_mask = np.zeros((len(batch), width), dtype=np.int64)
+            for row, i in enumerate(batch):
+                input_ids[row, : len(ids[i])] = ids[i]
+                attention_mask[row, : len(ids[i])] = 1
+            feed = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": np.zeros_like(input_ids)}
+            vectors[batch] = self.session.run(None, feed)[0]
+        return vectors
+
+    def embed_documents(self, texts: list[str]) -> Embeddings:
+        if not texts:
+            return Embeddings(np.zeros((0, self.dimension), dtype=np.float32), 0, 0)
+        pieces: list[str] = []
+        owners: list[int] = []
+        tokens = 0
+        for index, text in enumerate(texts):
+            windows, count = self._windows(text)
+            pieces.extend(windows)
+            owners.extend([index] * len(windows))
+            tokens += count
+        piece_vectors = self._encode(pieces)
+        pooled = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        np.add.at(pooled, np.asarray(owners), piece_vectors)
+        pooled /= np.linalg.norm(pooled, axis=1, keepdims=True).clip(min=1e-12)
+        return Embeddings(pooled, tokens, len(pieces))

@@ -1,0 +1,85 @@
+"""The ONNX Runtime embedder: built by the project on first use, once, and identical to the torch embedder."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ray_rag_dagster.backends.embedder import LocalEmbedder
+from ray_rag_dagster.backends.onnx_embedder import OnnxEmbedder, ensure_onnx_model, onnx_model_files
+
+MODEL = "all-MiniLM-L6-v2"
+
+TEXTS = [
+    "",
+    "   Inclusion criteria   ",
+    "Participants aged 18 to 75 years with type 2 diabetes and HbA1c between 7.0% and 10.5% at screening.",
+    # longer than MiniLM's 256 word pieces: several windows, pooled
+    " ".join(
+        f"Visit {n}: vital signs, ECG, haematology (Hb ≥ 10 g/dL), ALT ≤ 2.5 × ULN, creatinine clearance ≥ 60 mL/min."
+        for n in range(40)
+    ),
+    "Über café — naïve résumé; 東京 臨床試験; µg/kg·min⁻¹",
+]
+
+
+def _export_in_child(models_dir: str) -> tuple[int, float]:
+    files = ensure_onnx_model(Path(models_dir), MODEL)
+    stat = files.model.stat()
+    return stat.st_ino, stat.st_mtime
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two processes ask for the model at the same time, like two Ray workers: one exports, one waits."""
+    folder = tmp_path_factory.mktemp("models")
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        results = pool.map(_export_in_child, [str(folder)] * 2)
+    assert results[0] == results[1]  # both see the same file: it was written once
+    return folder
+
+
+def test_export_is_cached_on_disk_once(models_dir: Path) -> None:
+    files = onnx_model_files(models_dir, MODEL)
+    assert files.complete()
+    # only the finished folder and its lock file: no staging folder left behind
+    assert sorted(p.name for p in models_dir.iterdir()) == sorted([files.folder.name, files.folder.name + ".lock"])
+    before = files.model.stat().st_mtime_ns
+    OnnxEmbedder(models_dir, MODEL)
+    assert files.model.stat().st_mtime_ns == before
+
+
+def test_vectors_match_the_torch_embedder(models_dir: Path) -> None:
+    onnx = OnnxEmbedder(models_dir, MODEL, batch_size=2)  # small batches: several length-sorted batches
+    torch_side = LocalEmbedder(MODEL)
+    expected = torch_side.embed_documents(TEXTS)
+    got = onnx.embed_documents(TEXTS)
+    assert got.vectors.shape == (len(TEXTS), 384) == expected.vectors.shape
+    assert got.vectors.dtype == np.float32
+    cosines = np.sum(got.vectors * expected.vectors, axis=1)
+    assert cosines.min() >= 0.9999, cosines
+    assert np.allclose(np.linalg.norm(got.vectors, axis=1), 1.0, atol=1e-5)
+    assert (got.tokens, got.windows) == (expected.tokens, expected.windows)
+    assert got.windows > len(TEXTS)  # the long text really was split, not cut
+
+
+def test_order_and_query(models_dir: Path) -> None:
+    onnx = OnnxEmbedder(models_dir, MODEL)
+    assert (onnx.name, onnx.dimension) == (MODEL, 384)
+    forward = onnx.embed_documents(TEXTS).vectors
+    backward = onnx.embed_documents(TEXTS[::-1]).vectors[::-1]
+    assert np.allclose(forward, backward, atol=1e-5)  # each vector belongs to its own text
+    query = onnx.embed_query(TEXTS[2])
+    assert np.allclose(query, forward[2], atol=1e-5)
+    assert onnx.embed_documents([]).vectors.shape == (0, 384)
+
+
+def test_related_texts_are_closer(models_dir: Path) -> None:
+    onnx = OnnxEmbedder(models_dir, MODEL)
+    question, answer, other = onnx.embed_documents(
+        ["What HbA1c is required at screening?", TEXTS[2], "The sponsor stores samples for ten years."]
+    ).vectors
+    assert question @ answer > question @ other + 0.1

@@ -1,0 +1,196 @@
+"""Each asset check passes on what the real stages write for a real protocol, and fails on damaged output.
+
+One module fixture runs the five stage functions on the CDISC pilot protocol into a temporary state
+folder; each failure case copies that folder and damages one object.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from ray_rag_dagster.backends import build_object_store, build_vector_index
+from ray_rag_dagster.defs import build_definitions
+from ray_rag_dagster.defs.checks import (
+    check_every_chunk_embedded,
+    check_no_pii_left,
+    check_retrieval_quality,
+    check_tables_whole,
+    every_chunk_embedded,
+    ingest_checks,
+    no_pii_left,
+    retrieval_quality,
+    tables_not_split,
+)
+from ray_rag_dagster.defs.partitions import documents
+from ray_rag_dagster.defs.resources import RagPipeline
+from ray_rag_dagster.ids import document_id_for, version_of
+from ray_rag_dagster.settings import Settings
+from ray_rag_dagster.stages.chunk import TABLE, parse_elements, run_chunk
+from ray_rag_dagster.stages.embed import embeddings_keys, load_vectors, run_embed
+from ray_rag_dagster.stages.enrich import run_enrich
+from ray_rag_dagster.stages.extract import extracted_key, run_extract
+from ray_rag_dagster.stages.load import run_load
+from ray_rag_dagster.stages.manifest import DocumentRef
+from tests.conftest import PDFS
+
+# The fixture runs the real extractor on a 97-page protocol (about a minute).
+pytestmark = pytest.mark.slow
+
+PROTOCOL = "CDISC_Pilot_Study.pdf"
+MINILM_DIMENSION = 384
+
+
+@dataclass
+class Ingested:
+    home: Path
+    manifests: dict[str, dict]  # asset name → the stage's manifest, as Dagster passes it to a check
+
+    def copy_to(self, folder: Path) -> Settings:
+        """A private copy of the state folder to damage."""
+        shutil.copytree(self.home, folder, dirs_exist_ok=True)
+        return Settings(home=folder)
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory: pytest.TempPathFactory) -> Ingested:
+    home = tmp_path_factory.mktemp("ingested")
+    settings = Settings(home=home)
+    store = build_object_store(settings)
+    key = f"input/{PROTOCOL}"
+    store.put_bytes(key, (PDFS / "clinical" / PROTOCOL).read_bytes())
+    version = version_of(store.list(key)[0].etag)
+    document = DocumentRef(document_id=document_id_for(key), version=version, source_key=key)
+    extracted = run_extract(settings, document, key)
+    chunked = run_chunk(settings, document, extracted.key)
+    enriched = run_enrich(settings, document, chunked.key)
+    embedded = run_embed(settings, document, enriched.key)
+    loaded = run_load(settings, document, embedded.key)
+    manifests = {
+        "chunks": chunked.model_dump(),
+        "enriched_chunks": enriched.model_dump(),
+        "embeddings": embedded.model_dump(),
+        "vector_index_entries": loaded.model_dump(),
+    }
+    return Ingested(home, manifests)
+
+
+def test_checks_are_partitioned_like_their_assets_and_run_in_the_ingest_job(tmp_path: Path) -> None:
+    # What registering them in defs/__init__.py (asset_checks=ingest_checks) amounts to.
+    defs = dg.Definitions.merge(build_definitions(Settings(home=tmp_path)), dg.Definitions(asset_checks=ingest_checks))
+    dg.Definitions.validate_loadable(defs)
+    steps = {node.name for node in defs.resolve_job_def("ingest_document").graph.node_defs}
+    assert {"chunks_tables_not_split", "vector_index_entries_retrieval_quality"} <= steps
+    graph = defs.resolve_asset_graph()
+    targets = {check.name: check.asset_key.to_user_string() for check in graph.asset_check_keys}
+    assert targets == {
+        "tables_not_split": "chunks",
+        "no_pii_left": "enriched_chunks",
+        "every_chunk_embedded": "embeddings",
+        "retrieval_quality": "vector_index_entries",
+    }
+    for check in ingest_checks:
+        (spec,) = check.check_specs
+        assert spec.partitions_def == documents
+        assert not spec.blocking
+
+
+def test_all_checks_pass_on_real_stage_output(ingested: Ingested) -> None:
+    pipeline = RagPipeline(home=str(ingested.home))
+    m = ingested.manifests
+    results = {
+        "tables": tables_not_split(pipeline=pipeline, chunks=m["chunks"]),
+        "pii": no_pii_left(pipeline=pipeline, enriched_chunks=m["enriched_chunks"]),
+        "embedded": every_chunk_embedded(pipeline=pipeline, embeddings=m["embeddings"]),
+        "retrieval": retrieval_quality(pipeline=pipeline, vector_index_entries=m["vector_index_entries"]),
+    }
+    for name, result in results.items():
+        assert result.passed, (name, result.description)
+    assert results["tables"].metadata["tables_fitting_target"].value > 0
+    assert results["embedded"].metadata["dimension"].value == MINILM_DIMENSION
+    retrieval = results["retrieval"].metadata
+    assert retrieval["evaluated"].value is True
+    assert retrieval["questions"].value > 50
+    assert retrieval["recall_at_5"].value >= retrieval["baseline_recall_at_5"].value
+    assert retrieval["mrr_at_10"].value >= retrieval["baseline_mrr_at_10"].value
+
+
+def test_a_missing_vector_or_a_wrong_dimension_fails(ingested: Ingested, tmp_path: Path) -> None:
+    settings = ingested.copy_to(tmp_path)
+    manifest = ingested.manifests["embeddings"]
+    assert not check_every_chunk_embedded(settings, manifest, expected_dimension=768).passed
+
+    store = build_object_store(settings)
+    vectors_key = embeddings_keys(manifest["document"]["document_id"])[0]
+    vectors = load_vectors(store.get_bytes(vectors_key))
+    buffer = io.BytesIO()
+    np.save(buffer, vectors[:-1], allow_pickle=False)
+    store.put_bytes(vectors_key, buffer.getvalue())
+    outcome = check_every_chunk_embedded(settings, manifest, expected_dimension=MINILM_DIMENSION)
+    assert not outcome.passed
+    assert outcome.metadata["vectors"] == outcome.metadata["enriched_chunks"] - 1
+    assert outcome.severity == dg.AssetCheckSeverity.ERROR
+
+
+def test_pii_left_in_enriched_text_fails_without_leaking_it(ingested: Ingested, tmp_path: Path) -> None:
+    settings = ingested.copy_to(tmp_path)
+    manifest = ingested.manifests["enriched_chunks"]
+    store = build_object_store(settings)
+    rows = store.get_jsonl(manifest["key"])
+    rows[3]["text"] += "\nStudy contact: jane.roe@example.org, phone (555) 201-4477."
+    store.put_jsonl(manifest["key"], rows)
+    outcome = check_no_pii_left(settings, manifest)
+    assert not outcome.passed
+    assert outcome.metadata["chunks_with_pii"] == 1
+    assert outcome.metadata["chunk_indices"] == str(rows[3]["chunk_index"])
+    assert {"pii_left_email", "pii_left_phone"} <= outcome.metadata.keys()
+    shown = f"{outcome.description} {outcome.metadata}"
+    assert "jane.roe" not in shown and "4477" not in shown
+
+
+def test_a_table_cut_between_two_chunks_fails(ingested: Ingested, tmp_path: Path) -> None:
+    settings = ingested.copy_to(tmp_path)
+    manifest = ingested.manifests["chunks"]
+    store = build_object_store(settings)
+    pages = store.get_json(extracted_key(manifest["document"]["document_id"]))["pages"]
+    table = next(e for e in parse_elements(pages) if e.kind == TABLE and len(e.text) <= settings.chunk_target_chars)
+    rows = store.get_jsonl(manifest["key"])
+    at = next(index for index, row in enumerate(rows) if table.text in row["text"])
+    cut = table.text.rindex("\n")  # the last row goes to a chunk of its own
+    rows[at]["text"] = rows[at]["text"].replace(table.text, table.text[:cut])
+    rows.insert(at + 1, {**rows[at], "text": table.text[cut + 1 :]})
+    store.put_jsonl(manifest["key"], rows)
+    outcome = check_tables_whole(settings, manifest)
+    assert not outcome.passed
+    assert outcome.metadata["split_tables"] == 1
+    assert outcome.metadata["split_table_pages"] == str(table.page_no)
+
+
+def test_retrieval_below_the_baseline_warns(ingested: Ingested, tmp_path: Path) -> None:
+    settings = ingested.copy_to(tmp_path)
+    manifest = ingested.manifests["vector_index_entries"]
+    document_id = manifest["document"]["document_id"]
+    index = build_vector_index(settings)
+    # Keep only the document's first eight rows (title page, contents): the criteria are gone from the index.
+    table = index.db.open_table(settings.lancedb_table)
+    table.delete(f"document_id = '{document_id}' AND chunk_index >= 8")
+    assert index.count(document_id) == 8
+    outcome = check_retrieval_quality(settings, manifest)
+    assert not outcome.passed
+    assert outcome.severity == dg.AssetCheckSeverity.WARN
+    assert outcome.metadata["recall_at_5"] < outcome.metadata["baseline_recall_at_5"]
+    assert "BM25 baseline" in outcome.description
+
+
+def test_documents_without_an_answer_key_are_not_evaluated(ingested: Ingested) -> None:
+    manifest = ingested.manifests["vector_index_entries"]
+    other = {**manifest, "document": {**manifest["document"], "source_key": "input/other.pdf"}}
+    outcome = check_retrieval_quality(Settings(home=ingested.home), other)
+    assert outcome.passed
+    assert outcome.metadata == {"evaluated": False}
