@@ -251,3 +251,20 @@ def test_no_secret_in_anything_a_run_writes(stack: Stack) -> None:
 def test_pii_never_sent_to_openai(stack: Stack) -> None:
     bodies = " ".join(stack.openai.bodies())
     assert all(secret not in bodies for secret in SEEDED_PII)
+
+
+def test_key_deleted_between_listing_and_run(stack: Stack, tmp_path: Path) -> None:
+    [protocol, _] = write_samples(tmp_path)
+    key = stack.upload(protocol, "input/withdrawn.pdf")
+    context = dg.build_sensor_context(instance=stack.instance, cursor=stack.cursor,
+                                      resources={"pipeline": RagPipeline(home=str(stack.home))})
+    sensor_result = inbox_sensor(context)
+    [request] = [r for r in sensor_result.run_requests if r.partition_key == document_id_for(key)]
+    for partitions in sensor_result.dynamic_partitions_requests:
+        stack.instance.add_dynamic_partitions(documents.name, list(partitions.partition_keys))
+    stack.s3.delete_object(Bucket=BUCKET, Key=key)  # gone before the run starts
+    job = build_definitions(load_settings()).resolve_job_def("ingest_document")
+    result = job.execute_in_process(instance=stack.instance, partition_key=request.partition_key,
+                                    tags=request.tags, raise_on_error=False)
+    assert result.success and result.get_asset_materialization_events() == []
+    assert build_status_store(load_settings()).get(document_id_for(key)).status == "DELETED"

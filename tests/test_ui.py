@@ -42,8 +42,14 @@ CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
 # Without the background-networking flags Chromium phones home at start-up, and on a closed network
 # those refused connections break the launch.
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 # Wide enough that the graph fits five full asset nodes: a narrower canvas zooms out to "minimal" nodes
 # whose names are truncated in the middle ("vector_in…_entries").
@@ -136,7 +142,9 @@ def dagster_ui(ingested: IngestedState, artifacts: Path) -> Iterator[str]:
     try:
         for name, command in commands.items():
             with (artifacts / f"{name}.log").open("wb") as log:
-                processes[name] = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+                processes[name] = subprocess.Popen(
+                    command, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
+                )
         _wait_until_serving(base_url, processes["webserver"], artifacts / "webserver.log")
         yield base_url
     finally:
@@ -177,7 +185,7 @@ def step(page: Page, artifacts: Path, name: str) -> Iterator[None]:
     """Screenshot the page after the step, or ``<name>-FAILED.png`` when it fails."""
     try:
         yield
-    except BaseException:
+    except Exception:
         page.screenshot(path=artifacts / f"{name}-FAILED.png")
         raise
     page.screenshot(path=artifacts / f"{name}.png")
@@ -220,9 +228,7 @@ def test_asset_graph_shows_the_five_assets_and_their_lineage(page: Page, artifac
         page.goto("/asset-groups")
         for name in ASSETS:
             expect(page.locator("svg").get_by_text(name, exact=True)).to_be_visible()
-        page.wait_for_function(
-            "n => document.querySelectorAll('svg path[marker-end]').length >= n", arg=len(LINEAGE)
-        )
+        page.wait_for_function("n => document.querySelectorAll('svg path[marker-end]').length >= n", arg=len(LINEAGE))
         assert _graph_edges(page) == set(LINEAGE)
 
     for upstream, downstream in LINEAGE:
@@ -259,12 +265,11 @@ def test_materialized_partition_shows_its_metadata(page: Page, artifacts: Path, 
         assert recorded["pages"] > 0 and recorded["tables"] > 0
 
 
-def test_materialization_launched_from_the_ui_completes(
-    page: Page, artifacts: Path, ingested: IngestedState
-) -> None:
+def test_materialization_launched_from_the_ui_completes(page: Page, artifacts: Path, ingested: IngestedState) -> None:
     with step(page, artifacts, "04-materialize-dialog"):
         page.goto("/assets/chunks")
-        page.get_by_role("button", name="Materialize…").click()  # names carry icon names: "materialization Materialize…"
+        # A substring match: accessible names start with the icon's name ("materialization Materialize…").
+        page.get_by_role("button", name="Materialize…").click()
         dialog = page.get_by_role("dialog")
         title = dialog.get_by_text("Launch runs to materialize chunks")
         expect(title).to_be_visible()
