@@ -15,7 +15,14 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed  ## ingest the generated sample PDFs on the embedded default, then search them
 	$(BIN)/ray-rag demo
 
-test: $(BIN)/.installed  ## the whole test suite (what CI runs)
+CHROMIUM ?= /usr/bin/chromium
+
+# tests/test_ui.py drives Debian's Chromium with Playwright.
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; \
+	else echo "tests/test_ui.py needs Chromium: sudo apt-get install -y --no-install-recommends chromium" >&2; exit 1; fi
+
+test: $(BIN)/.installed $(CHROMIUM)  ## the whole test suite (what CI runs)
 	$(BIN)/python -m pytest
 
 dev: $(BIN)/.installed  ## the Dagster UI and daemon on the same state folder
