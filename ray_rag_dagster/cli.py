@@ -27,10 +27,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from ray_rag_dagster.aws.cli import aws_app
+from ray_rag_dagster.evaluation import evaluate
 from ray_rag_dagster.settings import Settings, load_settings
 
 app = typer.Typer(help="Document RAG ingestion: Dagster assets, compute on Ray.", no_args_is_help=True)
 app.add_typer(aws_app, name="aws")
+app.command()(evaluate)
 console = Console()
 
 DAGSTER_YAML = "telemetry:\n  enabled: false\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from ray_rag_dagster.defs.assets import ingest_assets
+from ray_rag_dagster.defs.checks import ingest_checks
 from ray_rag_dagster.defs.ray_runner import RayRunner
 from ray_rag_dagster.defs.resources import RagPipeline
 from ray_rag_dagster.defs.sensors import inbox_sensor, ingest_document_job
@@ -16,6 +17,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings()
     return dg.Definitions(
         assets=ingest_assets,
+        asset_checks=ingest_checks,
         jobs=[ingest_document_job],
         sensors=[inbox_sensor],
         resources={
