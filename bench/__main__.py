@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = json.loads(results_path.read_text()) if args.only and results_path.is_file() else {}
     results.setdefault("benchmarks", {})
     failed = False
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+    )
     with Progress(*columns, console=console) as progress:
         overall = progress.add_task("benchmarks", total=len(selected))
         for name in selected:
@@ -71,10 +73,13 @@ def main(argv: list[str] | None = None) -> int:
                 "finished": datetime.now(UTC).isoformat(timespec="seconds"),
             }
             results["benchmarks"][name] = outcome
-            results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+            results["machine"] = {
+                "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()
+            }
             results_path.write_text(json.dumps(results, indent=2, default=str))
             progress.advance(overall)
-            console.print(f"{name}: done in {outcome['meta']['seconds']} s (load {outcome['meta']['load_average_before'][0]})")
+            meta = outcome["meta"]
+            console.print(f"{name}: done in {meta['seconds']} s (load {meta['load_average_before'][0]})")
     write_report(results, args.out)
     console.print(f"wrote {results_path} and {args.out / 'REPORT.md'}")
     return 1 if failed else 0

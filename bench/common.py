@@ -11,6 +11,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +25,15 @@ DOCLING_GROUNDTRUTH = SHARED_DATA / "groundtruth" / "docling"
 CDISC_PDF = SHARED_DATA / "pdfs" / "clinical" / "CDISC_Pilot_Study.pdf"
 LILLY_PDF = SHARED_DATA / "pdfs" / "clinical" / "EliLilly_NCT03421379_Diabetes.pdf"
 RESULTS_DIR = REPO / "bench" / "results"
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM). Not ``ru_maxrss``: that survives ``execve``, so a spawned
+    child would report its parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def load_average() -> tuple[float, float, float]:
@@ -54,8 +64,9 @@ def scratch_dir(prefix: str) -> Iterator[Path]:
 
 def in_child(fn: Callable[..., T], *args: Any) -> T:
     """Run ``fn(*args)`` in a fresh spawned Python process: cold caches, its own Ray, its own peak RSS."""
-    with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
-        return pool.apply(fn, args)
+    # The executor's exit joins the child, so nothing it does while exiting races the caller's clean-up.
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
 
 
 class Stopwatch:

@@ -25,12 +25,14 @@ def _probe_sentence(pdf: Path) -> str:
     """Twelve words of a sentence from the middle of the PDF, to search for."""
     import re
 
-    pages = pdf_text_pages(pdf)
+    pages = [" ".join(text.split()) for text in pdf_text_pages(pdf)]
     for text in pages[len(pages) // 2 :] + pages:
-        for sentence in re.split(r"(?<=[.;:])\s+", " ".join(text.split())):
+        for sentence in re.split(r"(?<=[.;:])\s+", text):
             words = sentence.split()
-            if len(words) >= 12 and sum(w.isalpha() for w in words) >= 9:
-                return " ".join(words[:12])
+            probe = " ".join(words[:12])
+            # body text, not a running header: found on one page only
+            if len(words) >= 12 and sum(w.isalpha() for w in words) >= 9 and sum(probe in p for p in pages) == 1:
+                return probe
     raise ValueError(f"{pdf}: no sentence to search for")
 
 

@@ -81,7 +81,9 @@ def run(quick: bool) -> dict[str, Any]:
             seconds = watch.seconds
             totals[name]["pages"] += pages
             totals[name]["seconds"] += seconds
-            row: dict[str, Any] = {"document": pdf.name, "extractor": name, "pages": pages, "seconds": round(seconds, 3)}
+            row: dict[str, Any] = {
+                "document": pdf.name, "extractor": name, "pages": pages, "seconds": round(seconds, 3)
+            }
             if truth is not None:
                 row |= {
                     "word_similarity": round(word_similarity(truth, markdown), 4),

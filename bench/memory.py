@@ -1,25 +1,24 @@
 """7. Peak memory per stage: each stage function runs once, for one real protocol, in a fresh spawned process;
-its peak RSS (``ru_maxrss``) is reported, beside the baseline of a process that only imported the stages and
+its peak RSS (VmHWM) is reported, beside the baseline of a process that only imported the stages and
 of an idle Ray worker."""
 
 from __future__ import annotations
 
-import resource
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import LILLY_PDF, in_child, md5_of, scratch_dir, write_page_subset
+from bench.common import LILLY_PDF, in_child, md5_of, peak_rss_mb, scratch_dir, write_page_subset
 
 
-def _import_baseline() -> int:
+def _import_baseline() -> float:
     import ray_rag_dagster.stages.chunk  # noqa: F401
     import ray_rag_dagster.stages.embed  # noqa: F401
     import ray_rag_dagster.stages.enrich  # noqa: F401
     import ray_rag_dagster.stages.extract  # noqa: F401
     import ray_rag_dagster.stages.load  # noqa: F401
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak_rss_mb()
 
 
 def _stage(home: str, stage: str, document: dict[str, str], input_key: str) -> dict[str, Any]:
@@ -36,14 +35,14 @@ def _stage(home: str, stage: str, document: dict[str, str], input_key: str) -> d
     output = functions[stage](Settings(home=Path(home)), DocumentRef(**document), input_key)
     return {
         "stage": stage,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb(),
         "seconds": round(time.perf_counter() - started, 2),
         "output_key": output.key,
         "counts": {k: v for k, v in output.counts.items() if k in ("pages", "chunks", "vectors", "tokens")},
     }
 
 
-def _onnx_embed(home: str, enriched_key: str) -> dict[str, Any]:
+def _onnx_embed(home: str, enriched_key: str, max_batch_tokens: int = 2048) -> dict[str, Any]:
     """The embed stage's work with the OnnxEmbedder (graph exported beforehand, in another process)."""
     from ray_rag_dagster.backends import build_object_store
     from ray_rag_dagster.backends.onnx_embedder import OnnxEmbedder
@@ -52,10 +51,10 @@ def _onnx_embed(home: str, enriched_key: str) -> dict[str, Any]:
     settings = Settings(home=Path(home))
     started = time.perf_counter()
     texts = [chunk["text"] for chunk in build_object_store(settings).get_jsonl(enriched_key)]
-    OnnxEmbedder(settings.home / "models").embed_documents(texts)
+    OnnxEmbedder(settings.home / "models", max_batch_tokens=max_batch_tokens).embed_documents(texts)
     return {
-        "stage": "embed (OnnxEmbedder)",
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "stage": "embed (OnnxEmbedder)" if max_batch_tokens == 2048 else "embed (OnnxEmbedder, no token budget)",
+        "peak_rss_mb": peak_rss_mb(),
         "seconds": round(time.perf_counter() - started, 2),
     }
 
@@ -66,11 +65,11 @@ def _export(models_dir: str) -> None:
     ensure_onnx_model(Path(models_dir), "all-MiniLM-L6-v2")
 
 
-def _ray_worker_baseline() -> int:
+def _ray_worker_baseline() -> float:
     from bench import ray_tasks
 
     ray = ray_tasks.start_ray(1)
-    rss = ray.get(ray.remote(num_cpus=1)(ray_tasks.worker_rss_kb).remote())
+    rss = ray.get(ray.remote(num_cpus=1)(ray_tasks.worker_peak_rss_mb).remote())
     ray.shutdown()
     return rss
 
@@ -97,8 +96,9 @@ def run(quick: bool) -> dict[str, Any]:
             input_key = result["output_key"]
         in_child(_export, str(home / "models"))
         stages.insert(4, in_child(_onnx_embed, str(home), enriched_key))
-        baseline_mb = round(in_child(_import_baseline) / 1024, 1)
-        worker_mb = round(in_child(_ray_worker_baseline) / 1024, 1)
+        stages.insert(5, in_child(_onnx_embed, str(home), enriched_key, 10**9))  # the first version, for comparison
+        baseline_mb = in_child(_import_baseline)
+        worker_mb = in_child(_ray_worker_baseline)
     for row in stages:
         row["above_import_baseline_mb"] = round(row["peak_rss_mb"] - baseline_mb, 1)
     return {

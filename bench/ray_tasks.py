@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import resource
 import time
 from typing import Any
 
@@ -43,9 +42,12 @@ def embed_chunks(texts: list[str], backend: str, models_dir: str) -> dict[str, A
     return {"pid": os.getpid(), "model_loaded_before": loaded_before, "seconds": time.perf_counter() - started}
 
 
-def worker_rss_kb() -> int:
-    """Peak RSS of an idle Ray worker process (KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def worker_peak_rss_mb() -> float:
+    """Peak RSS (VmHWM) of an idle Ray worker process. Self-contained: the bench folder is not importable there."""
+    from pathlib import Path
+
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmHWM:"))
+    return round(int(line.split()[1]) / 1024, 1)
 
 
 def start_ray(num_cpus: int) -> Any:

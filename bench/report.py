@@ -11,6 +11,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+_MARKER = "<!-- generated -->"
+
+
 def _table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
     if not rows:
         return "_no rows_\n"
@@ -62,8 +65,10 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
             continue
         parts.append(_SECTIONS.get(name, _generic)(result, out))
     path = out / "REPORT.md"
-    prefix = path.read_text().split("<!-- generated -->")[0] if path.is_file() and "<!-- generated -->" in path.read_text() else ""
-    path.write_text(prefix + "<!-- generated -->\n" + "\n".join(parts))
+    # Hand-written text above the marker (the proposed README section) survives regeneration.
+    previous = path.read_text() if path.is_file() else ""
+    prefix = previous.split(_MARKER)[0] if _MARKER in previous else ""
+    path.write_text(prefix + _MARKER + "\n" + "\n".join(parts))
     return path
 
 
@@ -96,7 +101,8 @@ def _orchestration(result: dict[str, Any], out: Path) -> str:
 def _scaling(result: dict[str, Any], out: Path) -> str:
     batch = result["batch"]
     sharding = result["sharding"]
-    rows = [{"shards": 1, "seconds": sharding["single_task_seconds"], "speedup": 1.0, "pages equal": sharding["pages"], "differing pages": ""}]
+    rows = [{"shards": 1, "seconds": sharding["single_task_seconds"], "speedup": 1.0,
+             "pages equal": sharding["pages"], "differing pages": ""}]
     rows += [{"shards": s["shards"], "seconds": s["seconds"], "speedup": s["speedup"], "pages equal": s["pages_equal"],
               "differing pages": ", ".join(map(str, s["differing_pages"]))} for s in sharding["shards"]]
     text = (
@@ -105,13 +111,14 @@ def _scaling(result: dict[str, Any], out: Path) -> str:
         f"(b) {sharding['pages']}-page protocol as page-range shards on a 2-CPU Ray:\n\n" + _table(rows)
         + f"\nSharding pays (≥ 1.2×): **{result['sharding_pays']}** (best {result['best_shard_speedup']}).\n"
     )
-    text += _bar_plot(out / "scaling.png", ["batch 2 CPUs vs 1"] + [f"{s['shards']} shards vs 1 task" for s in sharding["shards"]],
-                      [batch["speedup_2_over_1"] or 0] + [s["speedup"] or 0 for s in sharding["shards"]], "Speed-up on 2 cores", "×")
+    labels = ["batch 2 CPUs vs 1"] + [f"{s['shards']} shards vs 1 task" for s in sharding["shards"]]
+    speedups = [batch["speedup_2_over_1"] or 0] + [s["speedup"] or 0 for s in sharding["shards"]]
+    text += _bar_plot(out / "scaling.png", labels, speedups, "Speed-up on 2 cores", "×")
     return text
 
 
 def _reuse(result: dict[str, Any], out: Path) -> str:
-    rows = [{"model": name, **{k: v for k, v in result[name].items()}} for name in ("extract", "embed_torch", "embed_onnx")]
+    rows = [{"model": name, **result[name]} for name in ("extract", "embed_torch", "embed_onnx")]
     return _table(rows)
 
 
@@ -141,8 +148,8 @@ def _e2e(result: dict[str, Any], out: Path) -> str:
 
 def _memory(result: dict[str, Any], out: Path) -> str:
     stages = result["stages"]
-    text = (f"Document: {result['document']}. Import baseline (python + stage modules): {result['import_baseline_mb']} MB; "
-            f"idle Ray worker: {result['ray_worker_idle_mb']} MB.\n\n"
+    text = (f"Document: {result['document']}. Import baseline (python + stage modules): "
+            f"{result['import_baseline_mb']} MB; idle Ray worker: {result['ray_worker_idle_mb']} MB.\n\n"
             + _table(stages, ["stage", "peak_rss_mb", "above_import_baseline_mb", "seconds", "counts"]))
     text += _bar_plot(out / "memory.png", [s["stage"] for s in stages], [s["peak_rss_mb"] for s in stages],
                       "Peak RSS per stage (fresh process)", "MB")

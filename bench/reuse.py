@@ -32,7 +32,9 @@ def _reuse(models_dir: str, texts: list[str], tasks: int) -> dict[str, Any]:
     for backend in ("torch", "onnx"):
         for _ in range(tasks):
             result = ray.get(embed.remote(texts, backend, models_dir))
-            runs[f"embed_{backend}"].append({"pid": result["pid"], "model_loaded_before": result["model_loaded_before"], "seconds": result["seconds"]})
+            runs[f"embed_{backend}"].append(
+                {key: result[key] for key in ("pid", "model_loaded_before", "seconds")}
+            )
     ray.shutdown()
     return runs
 

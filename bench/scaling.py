@@ -31,7 +31,8 @@ def _batch(num_cpus: int, paths: list[str]) -> dict[str, Any]:
     results = ray.get([task.remote(Path(p).read_bytes(), Path(p).name) for p in paths])
     seconds = watch.seconds
     ray.shutdown()
-    return {"seconds": seconds, "pages": sum(r["page_count"] for r in results), "workers": len({r["pid"] for r in results})}
+    pages = sum(r["page_count"] for r in results)
+    return {"seconds": seconds, "pages": pages, "workers": len({r["pid"] for r in results})}
 
 
 def shard_ranges(pages: int, shards: int) -> list[tuple[int, int]]:

@@ -16,7 +16,9 @@ DIMENSION = 384
 RECORDS_PER_DOCUMENT = 10_000
 
 
-def _records(document_number: int, count: int, sentences: list[str], rng: random.Random, vectors: np.ndarray) -> list[Any]:
+def _records(
+    document_number: int, count: int, sentences: list[str], rng: random.Random, vectors: np.ndarray
+) -> list[Any]:
     from ray_rag_dagster.backends.vector_index import IndexRecord
     from ray_rag_dagster.ids import content_hash
 
@@ -70,7 +72,8 @@ def run(quick: bool) -> dict[str, Any]:
             while loaded < size:
                 document_number = loaded // per_document
                 vectors = _unit_vectors(np_rng, per_document)
-                index.replace_document(f"doc_{document_number:012x}", _records(document_number, per_document, sentences, rng, vectors))
+                records = _records(document_number, per_document, sentences, rng, vectors)
+                index.replace_document(f"doc_{document_number:012x}", records)
                 loaded += per_document
             build_seconds += watch.seconds
             assert index.count() == size

@@ -76,7 +76,8 @@ class Settings(BaseSettings):
     # after this many documents. 0 keeps workers forever.
     extract_max_calls: int = 20
 
-    # Extraction.
+    # Extraction. A long PDF is extracted as page ranges on parallel Ray tasks, then merged.
+    extract_pages_per_shard: int = 25
     extract_engine: Literal["offline", "docling"] = "offline"
     docling_artifacts_path: str | None = None
     ocr: bool = True

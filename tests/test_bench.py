@@ -35,7 +35,10 @@ def test_identical_markdown_scores_one() -> None:
 
 def test_markup_is_not_counted_as_words() -> None:
     assert words("## A <!-- BOUNDARY --> *b* | c |\n|---|\n") == ["A", "b", "c"]
-    plain = "Study Title 5.1 Inclusion Criteria Patients aged 18 to 75 years. Visit Day Window Screening -14 ±2 Baseline 1 0"
+    plain = (
+        "Study Title 5.1 Inclusion Criteria Patients aged 18 to 75 years. "
+        "Visit Day Window Screening -14 ±2 Baseline 1 0"
+    )
     assert word_similarity(TRUTH, plain) == 1.0  # same words, no markup: text similarity does not care
 
 

@@ -5,7 +5,9 @@ function to Ray through :class:`RayRunner`, and records metadata and status. Pay
 """
 
 
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
@@ -19,7 +21,7 @@ from ray_rag_dagster.ids import document_id_for, version_of
 from ray_rag_dagster.stages.chunk import run_chunk
 from ray_rag_dagster.stages.embed import run_embed
 from ray_rag_dagster.stages.enrich import run_enrich
-from ray_rag_dagster.stages.extract import run_extract
+from ray_rag_dagster.stages.extract import merge_extract, plan_extract, run_extract
 from ray_rag_dagster.stages.load import run_load
 from ray_rag_dagster.stages.manifest import DocumentRef, StageOutput
 from ray_rag_dagster.stages.remove import remove_document
@@ -58,37 +60,52 @@ def _metadata(output: StageOutput, placement: RayPlacement) -> dict[str, Any]:
     return metadata
 
 
+@contextmanager
+def _failures_recorded(pipeline: RagPipeline, stage: str, document: DocumentRef) -> Iterator[None]:
+    """Turn any stage failure into a FAILED status row and a one-line run failure naming the document."""
+    try:
+        yield
+    except DocumentError as error:
+        pipeline.status_store().fail(document.document_id, document.version, stage, str(error))
+        raise dg.Failure(description=str(error), allow_retries=False) from None
+    except Exception as error:  # noqa: BLE001 - any stage crash must end FAILED with a reason
+        cause = getattr(error, "cause", None) or error
+        first_line = (str(cause).strip().splitlines() or [type(cause).__name__])[-1]
+        reason = f"{document.name}: {stage} failed: {type(cause).__name__}: {first_line}"
+        pipeline.status_store().fail(document.document_id, document.version, stage, reason)
+        raise dg.Failure(description=reason) from error
+
+
+def _record(
+    context: dg.AssetExecutionContext,
+    pipeline: RagPipeline,
+    output: StageOutput,
+    placement: RayPlacement,
+    upstream: StageOutput | None,
+) -> dg.Output:
+    """Add this stage to the document's running totals, mirror them to the status store, emit metadata."""
+    document = output.document
+    previous = upstream.totals if upstream else {}
+    this_stage = {"seconds": output.seconds, **output.counts}
+    output.totals = {name: previous.get(name, 0.0) + float(this_stage.get(name, 0.0)) for name in TOTALS}
+    counts = {name: output.counts[name] for name in STATUS_COUNTS.get(output.stage, ()) if name in output.counts}
+    pipeline.status_store().record_stage(document.document_id, document.version, output.stage, **output.totals, **counts)
+    context.log.info(f"{output.stage} {document.name}: {output.counts} in {output.seconds:.2f}s on {placement.host}")
+    return dg.Output(output.model_dump(), metadata=_metadata(output, placement))
+
+
 def _submit(
     context: dg.AssetExecutionContext,
     pipeline: RagPipeline,
     ray_runner: RayRunner,
     fn: Callable[..., StageOutput],
     stage: str,
-    document: DocumentRef,
-    *inputs: str,
-    upstream: StageOutput | None = None,
-    max_calls: int = 0,
+    upstream: StageOutput,
 ) -> dg.Output:
-    """Run one stage on Ray; record status; turn any failure into a FAILED row and a one-line run failure."""
-    status = pipeline.status_store()
-    try:
-        output, placement = ray_runner.run(fn, pipeline.settings(), document, *inputs, max_calls=max_calls)
-    except DocumentError as error:
-        status.fail(document.document_id, document.version, stage, str(error))
-        raise dg.Failure(description=str(error), allow_retries=False) from None
-    except Exception as error:  # noqa: BLE001 - any stage crash must end FAILED with a reason
-        cause = getattr(error, "cause", None) or error
-        first_line = (str(cause).strip().splitlines() or [type(cause).__name__])[-1]
-        reason = f"{document.name}: {stage} failed: {type(cause).__name__}: {first_line}"
-        status.fail(document.document_id, document.version, stage, reason)
-        raise dg.Failure(description=reason) from error
-    previous = upstream.totals if upstream else {}
-    this_stage = {"seconds": output.seconds, **output.counts}
-    output.totals = {name: previous.get(name, 0.0) + float(this_stage.get(name, 0.0)) for name in TOTALS}
-    counts = {name: output.counts[name] for name in STATUS_COUNTS.get(stage, ()) if name in output.counts}
-    status.record_stage(document.document_id, document.version, stage, **output.totals, **counts)
-    context.log.info(f"{stage} {document.name}: {output.counts} in {output.seconds:.2f}s on {placement.host}")
-    return dg.Output(output.model_dump(), metadata=_metadata(output, placement))
+    """Run one stage on Ray on the upstream stage's output; record status and metadata."""
+    with _failures_recorded(pipeline, stage, upstream.document):
+        output, placement = ray_runner.run(fn, pipeline.settings(), upstream.document, upstream.key)
+    return _record(context, pipeline, output, placement, upstream)
 
 
 def _resolve_document(
@@ -144,10 +161,17 @@ def extracted_pages(
         context.log.info(f"{document.name} version {document.version} not processed: {claim.reason}")
         return
     settings = pipeline.settings()
-    yield _submit(
-        context, pipeline, ray_runner, run_extract, "extract", document, document.source_key,
-        max_calls=settings.extract_max_calls,
-    )
+    started = time.perf_counter()
+    with _failures_recorded(pipeline, "extract", document):
+        page_ranges, _ = ray_runner.run(plan_extract, settings, document, document.source_key)
+        parts = ray_runner.run_many(
+            run_extract,
+            [(settings, document, document.source_key, page_range) for page_range in page_ranges],
+            max_calls=settings.extract_max_calls,
+        )
+        output, placement = ray_runner.run(merge_extract, settings, document, [part for part, _ in parts])
+    output.seconds = time.perf_counter() - started  # wall time; task_seconds sums the parallel shards
+    yield _record(context, pipeline, output, parts[0][1], None)
 
 
 def _upstream(manifest: dict[str, Any]) -> StageOutput:
@@ -164,8 +188,7 @@ def _upstream(manifest: dict[str, Any]) -> StageOutput:
 def chunks(
     context: dg.AssetExecutionContext, pipeline: RagPipeline, ray_runner: RayRunner, extracted_pages: dict
 ) -> dg.Output:
-    upstream = _upstream(extracted_pages)
-    return _submit(context, pipeline, ray_runner, run_chunk, "chunk", upstream.document, upstream.key, upstream=upstream)
+    return _submit(context, pipeline, ray_runner, run_chunk, "chunk", _upstream(extracted_pages))
 
 
 @dg.asset(
@@ -178,8 +201,7 @@ def chunks(
 def enriched_chunks(
     context: dg.AssetExecutionContext, pipeline: RagPipeline, ray_runner: RayRunner, chunks: dict
 ) -> dg.Output:
-    upstream = _upstream(chunks)
-    return _submit(context, pipeline, ray_runner, run_enrich, "enrich", upstream.document, upstream.key, upstream=upstream)
+    return _submit(context, pipeline, ray_runner, run_enrich, "enrich", _upstream(chunks))
 
 
 @dg.asset(
@@ -192,8 +214,7 @@ def enriched_chunks(
 def embeddings(
     context: dg.AssetExecutionContext, pipeline: RagPipeline, ray_runner: RayRunner, enriched_chunks: dict
 ) -> dg.Output:
-    upstream = _upstream(enriched_chunks)
-    return _submit(context, pipeline, ray_runner, run_embed, "embed", upstream.document, upstream.key, upstream=upstream)
+    return _submit(context, pipeline, ray_runner, run_embed, "embed", _upstream(enriched_chunks))
 
 
 @dg.asset(
@@ -207,9 +228,8 @@ def vector_index_entries(
     context: dg.AssetExecutionContext, pipeline: RagPipeline, ray_runner: RayRunner, embeddings: dict
 ) -> dg.Output:
     upstream = _upstream(embeddings)
-    document = upstream.document
-    output = _submit(context, pipeline, ray_runner, run_load, "load", document, upstream.key, upstream=upstream)
-    pipeline.status_store().complete(document.document_id, document.version)
+    output = _submit(context, pipeline, ray_runner, run_load, "load", upstream)
+    pipeline.status_store().complete(upstream.document.document_id, upstream.document.version)
     return output
 
 

@@ -80,8 +80,18 @@ class RayRunner(dg.ConfigurableResource):
 
         Raises :class:`DocumentError` unchanged when the stage rejects the document.
         """
+        [result] = self.run_many(fn, [args], max_calls=max_calls, num_cpus=num_cpus)
+        return result
+
+    def run_many(
+        self, fn: Callable[..., T], calls: list[tuple[Any, ...]], *, max_calls: int = 0, num_cpus: int = 1
+    ) -> list[tuple[T, RayPlacement]]:
+        """Run ``fn`` once per argument tuple, all at once on the cluster; results in call order."""
         self.ensure_started()
-        outcome, value, placement = ray.get(_remote(num_cpus, max_calls).remote(fn, *args))
-        if outcome == "document_error":
-            raise DocumentError(*value)
-        return value, placement
+        remote = _remote(num_cpus, max_calls)
+        results = []
+        for outcome, value, placement in ray.get([remote.remote(fn, *args) for args in calls]):
+            if outcome == "document_error":
+                raise DocumentError(*value)
+            results.append((value, placement))
+        return results

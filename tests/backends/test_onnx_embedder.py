@@ -19,7 +19,8 @@ TEXTS = [
     "Participants aged 18 to 75 years with type 2 diabetes and HbA1c between 7.0% and 10.5% at screening.",
     # longer than MiniLM's 256 word pieces: several windows, pooled
     " ".join(
-        f"Visit {n}: vital signs, ECG, haematology (Hb ≥ 10 g/dL), ALT ≤ 2.5 × ULN, creatinine clearance ≥ 60 mL/min."
+        f"Visit {n}: vital signs, ECG, haematology (Hb ≥ 10 g/dL), ALT ≤ 2.5 × ULN, "
+        "creatinine clearance ≥ 60 mL/min."
         for n in range(40)
     ),
     "Über café — naïve résumé; 東京 臨床試験; µg/kg·min⁻¹",
@@ -83,3 +84,15 @@ def test_related_texts_are_closer(models_dir: Path) -> None:
         ["What HbA1c is required at screening?", TEXTS[2], "The sponsor stores samples for ten years."]
     ).vectors
     assert question @ answer > question @ other + 0.1
+
+
+def test_batches_bound_padded_tokens_and_keep_vectors(models_dir: Path) -> None:
+    onnx = OnnxEmbedder(models_dir, MODEL, batch_size=32, max_batch_tokens=300)
+    lengths = [256, 12, 40, 256, 3, 128, 256, 90]
+    batches = onnx._batches(lengths)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    for batch in batches:
+        assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= 300
+    # bounded batches change memory and speed, not the vectors
+    unbounded = OnnxEmbedder(models_dir, MODEL, batch_size=32, max_batch_tokens=10**9)
+    assert np.allclose(onnx.embed_documents(TEXTS).vectors, unbounded.embed_documents(TEXTS).vectors, atol=1e-5)

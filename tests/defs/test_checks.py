@@ -35,7 +35,7 @@ from ray_rag_dagster.settings import Settings
 from ray_rag_dagster.stages.chunk import TABLE, parse_elements, run_chunk
 from ray_rag_dagster.stages.embed import embeddings_keys, load_vectors, run_embed
 from ray_rag_dagster.stages.enrich import run_enrich
-from ray_rag_dagster.stages.extract import extracted_key, run_extract
+from ray_rag_dagster.stages.extract import extracted_key, merge_extract, run_extract
 from ray_rag_dagster.stages.load import run_load
 from ray_rag_dagster.stages.manifest import DocumentRef
 from tests.conftest import PDFS
@@ -67,7 +67,7 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Ingested:
     store.put_bytes(key, (PDFS / "clinical" / PROTOCOL).read_bytes())
     version = version_of(store.list(key)[0].etag)
     document = DocumentRef(document_id=document_id_for(key), version=version, source_key=key)
-    extracted = run_extract(settings, document, key)
+    extracted = merge_extract(settings, document, [run_extract(settings, document, key)])
     chunked = run_chunk(settings, document, extracted.key)
     enriched = run_enrich(settings, document, chunked.key)
     embedded = run_embed(settings, document, enriched.key)

@@ -223,3 +223,35 @@ def test_scanned_page_without_ocr_is_empty() -> None:
     image.save(buf, format="PDF")
     result = extract_pdf(buf.getvalue(), "scan.pdf", ExtractOptions(ocr=False))
     assert [(p.page_no, p.markdown, p.ocr) for p in result.pages] == [(1, "", False)]
+
+
+def test_page_shards_cover_every_page_once() -> None:
+    from ray_rag_dagster.stages.extract import page_shards
+
+    assert page_shards(10, 0) == [(1, 10)]
+    assert page_shards(10, 25) == [(1, 10)]
+    assert len(page_shards(97, 25)) == 4
+    for count in range(1, 120):
+        shards = page_shards(count, 25)
+        assert [page for first, last in shards for page in range(first, last + 1)] == list(range(1, count + 1))
+        assert all(last - first + 1 <= 25 for first, last in shards)
+
+
+def test_sharded_extraction_merges_to_the_same_pages(tmp_path: Path) -> None:
+    from ray_rag_dagster.backends.object_store import LocalObjectStore
+    from ray_rag_dagster.settings import Settings
+    from ray_rag_dagster.stages.extract import merge_extract, plan_extract, run_extract
+    from ray_rag_dagster.stages.manifest import DocumentRef
+
+    settings = Settings(home=tmp_path, extract_pages_per_shard=2)
+    LocalObjectStore(settings.objects_dir).put_bytes("input/multi_page.pdf", (DATA / "pdfs" / "docling" / "multi_page.pdf").read_bytes())
+    document = DocumentRef(document_id="doc_000000000001", version="v1", source_key="input/multi_page.pdf")
+    ranges = plan_extract(settings, document, document.source_key)
+    assert ranges == [(1, 2), (3, 3), (4, 5)]
+    sharded = merge_extract(settings, document, [run_extract(settings, document, document.source_key, r) for r in ranges])
+    store = LocalObjectStore(settings.objects_dir)
+    sharded_pages = store.get_json(sharded.key)["pages"]
+    whole = merge_extract(settings, document, [run_extract(settings, document, document.source_key)])
+    assert store.get_json(whole.key)["pages"] == sharded_pages
+    assert sharded.counts["shards"] == 3 and sharded.counts["pages"] == 5
+    assert store.list("extracted/doc_000000000001/parts/") == []  # parts removed after the merge
