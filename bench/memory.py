@@ -26,11 +26,14 @@ def _stage(home: str, stage: str, document: dict[str, str], input_key: str) -> d
     from ray_rag_dagster.stages.chunk import run_chunk
     from ray_rag_dagster.stages.embed import run_embed
     from ray_rag_dagster.stages.enrich import run_enrich
-    from ray_rag_dagster.stages.extract import run_extract
+    from ray_rag_dagster.stages.extract import merge_extract, run_extract
     from ray_rag_dagster.stages.load import run_load
     from ray_rag_dagster.stages.manifest import DocumentRef
 
-    functions = {"extract": run_extract, "chunk": run_chunk, "enrich": run_enrich, "embed": run_embed, "load": run_load}
+    def extract(settings: Settings, document: DocumentRef, key: str) -> Any:  # one task, whole document
+        return merge_extract(settings, document, [run_extract(settings, document, key)])
+
+    functions = {"extract": extract, "chunk": run_chunk, "enrich": run_enrich, "embed": run_embed, "load": run_load}
     started = time.perf_counter()
     output = functions[stage](Settings(home=Path(home)), DocumentRef(**document), input_key)
     return {

@@ -37,7 +37,7 @@ def _direct(home: str, warmup: str, documents: list[str]) -> dict[str, Any]:
     from ray_rag_dagster.stages.chunk import run_chunk
     from ray_rag_dagster.stages.embed import run_embed
     from ray_rag_dagster.stages.enrich import run_enrich
-    from ray_rag_dagster.stages.extract import run_extract
+    from ray_rag_dagster.stages.extract import merge_extract, plan_extract, run_extract
     from ray_rag_dagster.stages.load import run_load
     from ray_rag_dagster.stages.manifest import DocumentRef
 
@@ -49,7 +49,9 @@ def _direct(home: str, warmup: str, documents: list[str]) -> dict[str, Any]:
         store.put_bytes(key, path.read_bytes())
         document = DocumentRef(document_id=document_id_for(key), version=version_of(md5_of(path)), source_key=key)
         try:
-            output = run_extract(settings, document, key)
+            # The same stage functions the assets call, without Dagster and Ray.
+            ranges = plan_extract(settings, document, key)
+            output = merge_extract(settings, document, [run_extract(settings, document, key, r) for r in ranges])
         except DocumentError:
             return "FAILED"
         for stage in (run_chunk, run_enrich, run_embed, run_load):

@@ -47,6 +47,10 @@ def build_embedder(settings: Settings) -> Embedder:
         from ray_rag_dagster.backends.embedder import OpenAIEmbedder
 
         return OpenAIEmbedder(settings)
+    if settings.embedder == "onnx":
+        from ray_rag_dagster.backends.onnx_embedder import OnnxEmbedder
+
+        return OnnxEmbedder(settings.home / "models", settings.embed_model, settings.embed_batch_size)
     from ray_rag_dagster.backends.embedder import LocalEmbedder
 
     return LocalEmbedder(settings.embed_model, settings.embed_batch_size)

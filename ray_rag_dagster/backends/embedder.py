@@ -52,21 +52,25 @@ def _load_sentence_transformer(model_name: str):  # type: ignore[no-untyped-def]
     return SentenceTransformer(model_name, device="cpu")
 
 
-class LocalEmbedder(Embedder):
-    """sentence-transformers on the CPU, with long texts pooled over token windows."""
+class WindowPoolingEmbedder(Embedder):
+    """A local model with a token window: long texts are embedded window by window, then mean-pooled.
 
-    def __init__(self, model_name: str = "all-MiniLM-L6-v2", batch_size: int = 32) -> None:
-        self.name = model_name
-        self.batch_size = batch_size
-        self.model = _load_sentence_transformer(model_name)
-        self.dimension = int(self.model.get_embedding_dimension())
-        # Room for [CLS] and [SEP].
-        self.window_tokens = int(self.model.max_seq_length) - 2
+    Subclasses say how text becomes token offsets and how pieces become unit vectors.
+    """
+
+    window_tokens: int
+
+    @abc.abstractmethod
+    def _token_offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character span of each word piece of ``text`` (no special tokens)."""
+
+    @abc.abstractmethod
+    def _encode(self, pieces: list[str]) -> np.ndarray:
+        """L2-normalised vectors, one per piece (each piece fits the window)."""
 
     def _windows(self, text: str) -> tuple[list[str], int]:
         """Split ``text`` into pieces of at most ``window_tokens`` word pieces, on token boundaries."""
-        encoded = self.model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        offsets = encoded["offset_mapping"]
+        offsets = self._token_offsets(text)
         if len(offsets) <= self.window_tokens:
             return [text], len(offsets)
         pieces = []
@@ -86,13 +90,28 @@ class LocalEmbedder(Embedder):
             pieces.extend(windows)
             owners.extend([index] * len(windows))
             tokens += count
-        piece_vectors = self.model.encode(
-            pieces, batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True
-        )
         pooled = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        np.add.at(pooled, np.asarray(owners), piece_vectors)
+        np.add.at(pooled, np.asarray(owners), self._encode(pieces))
         pooled /= np.linalg.norm(pooled, axis=1, keepdims=True).clip(min=1e-12)
         return Embeddings(pooled, tokens, len(pieces))
+
+
+class LocalEmbedder(WindowPoolingEmbedder):
+    """sentence-transformers on torch (CPU); the reference the ONNX embedder is checked against."""
+
+    def __init__(self, model_name: str = "all-MiniLM-L6-v2", batch_size: int = 32) -> None:
+        self.name = model_name
+        self.batch_size = batch_size
+        self.model = _load_sentence_transformer(model_name)
+        self.dimension = int(self.model.get_embedding_dimension())
+        # Room for [CLS] and [SEP].
+        self.window_tokens = int(self.model.max_seq_length) - 2
+
+    def _token_offsets(self, text: str) -> list[tuple[int, int]]:
+        return self.model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+
+    def _encode(self, pieces: list[str]) -> np.ndarray:
+        return self.model.encode(pieces, batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True)
 
 
 # --- OpenAI --------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ray_rag_dagster.backends.embedder import Embedder, Embeddings
+from ray_rag_dagster.backends.embedder import WindowPoolingEmbedder
 
 # Bump when the exported graph changes (inputs, outputs, opset), so stale caches are rebuilt.
 EXPORT_FORMAT_VERSION = 1
@@ -157,7 +157,7 @@ def _default_threads() -> int:
         return 0
 
 
-class OnnxEmbedder(Embedder):
+class OnnxEmbedder(WindowPoolingEmbedder):
     """The same model and window pooling as ``LocalEmbedder``, run by ONNX Runtime."""
 
     def __init__(
@@ -182,16 +182,8 @@ class OnnxEmbedder(Embedder):
         # Room for [CLS] and [SEP].
         self.window_tokens = self.max_seq_length - 2
 
-    def _windows(self, text: str) -> tuple[list[str], int]:
-        """Split ``text`` into pieces of at most ``window_tokens`` word pieces, on token boundaries."""
-        offsets = self.tokenizer.encode(text, add_special_tokens=False).offsets
-        if len(offsets) <= self.window_tokens:
-            return [text], len(offsets)
-        pieces = []
-        for start in range(0, len(offsets), self.window_tokens):
-            window = offsets[start : start + self.window_tokens]
-            pieces.append(text[window[0][0] : window[-1][1]])
-        return pieces, len(offsets)
+    def _token_offsets(self, text: str) -> list[tuple[int, int]]:
+        return self.tokenizer.encode(text, add_special_tokens=False).offsets
 
     def _batches(self, lengths: list[int]) -> list[list[int]]:
         """Piece indices grouped by ascending token length: at most ``batch_size`` pieces and at most
@@ -228,20 +220,3 @@ class OnnxEmbedder(Embedder):
             feed["token_type_ids"] = np.zeros_like(input_ids)
             vectors[batch] = self.session.run(None, feed)[0]
         return vectors
-
-    def embed_documents(self, texts: list[str]) -> Embeddings:
-        if not texts:
-            return Embeddings(np.zeros((0, self.dimension), dtype=np.float32), 0, 0)
-        pieces: list[str] = []
-        owners: list[int] = []
-        tokens = 0
-        for index, text in enumerate(texts):
-            windows, count = self._windows(text)
-            pieces.extend(windows)
-            owners.extend([index] * len(windows))
-            tokens += count
-        piece_vectors = self._encode(pieces)
-        pooled = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        np.add.at(pooled, np.asarray(owners), piece_vectors)
-        pooled /= np.linalg.norm(pooled, axis=1, keepdims=True).clip(min=1e-12)
-        return Embeddings(pooled, tokens, len(pieces))
