@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -179,6 +180,24 @@ def ingest(
         raise typer.Exit(1)
 
 
+def snippet(text: str, question: str, width: int = 600) -> str:
+    """The ``width`` characters of ``text`` holding the most distinct words of the question (long chunks
+    would otherwise show only their first lines, not the part that matched)."""
+    if len(text) <= width:
+        return text
+    lowered = text.lower()
+    words = {word for word in re.findall(r"[a-z0-9]{4,}", question.lower())}
+    starts = sorted({match.start() for word in words for match in re.finditer(re.escape(word), lowered)})
+    best, best_hits = 0, -1
+    for position in starts:
+        begin = max(0, min(position - width // 5, len(text) - width))
+        window = lowered[begin : begin + width]
+        hits = sum(word in window for word in words)
+        if hits > best_hits:
+            best, best_hits = begin, hits
+    return ("… " if best > 0 else "") + text[best : best + width] + (" …" if best + width < len(text) else "")
+
+
 @app.command()
 def search(
     question: Annotated[str, typer.Argument(help="What to look for.")],
@@ -200,7 +219,7 @@ def search(
         table.add_column(column, overflow="fold")
     for rank, hit in enumerate(hits, start=1):
         pages = f"{hit.page_start}" if hit.page_start == hit.page_end else f"{hit.page_start}-{hit.page_end}"
-        text = hit.text if len(hit.text) <= 600 else hit.text[:600] + " …"
+        text = snippet(hit.text, question)
         table.add_row(str(rank), f"{hit.score:.4f}", hit.source_key.removeprefix("input/"), pages, hit.heading_path, text)
     console.print(table)
 
@@ -233,7 +252,7 @@ def status() -> None:
     console.print(metrics)
 
 
-DEMO_QUESTIONS = ("inclusion criteria age", "who is the study contact and how do I reach them")
+DEMO_QUESTIONS = ("inclusion criteria age", "contact information: phone and email of the site coordinator")
 
 
 @app.command()
