@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 PENDING, IN_PROGRESS, COMPLETED, FAILED, DELETED = "PENDING", "IN_PROGRESS", "COMPLETED", "FAILED", "DELETED"
-STATUSES = (PENDING, IN_PROGRESS, COMPLETED, FAILED, DELETED)
 COUNT_FIELDS = ("pages", "chunks", "vectors", "tokens", "cost_usd", "seconds")
 AUDIT_TTL_DAYS = 180
 
