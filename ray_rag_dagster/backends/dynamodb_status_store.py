@@ -187,6 +187,21 @@ class DynamoDBStatusStore(StatusStore):
         self._audit(document_id, version, previous.get("status"), IN_PROGRESS, None, owner, "claimed")
         return Claim(True, "claimed", owner)
 
+    def release(self, document_id: str, version: str, owner: str, reason: str) -> bool:
+        try:
+            self.control.update_item(
+                Key=self._key(document_id, version),
+                UpdateExpression="SET #status = :pending, updated_at = :updated REMOVE lease_expires_at",
+                ConditionExpression="#status = :in_progress AND #owner = :owner",
+                ExpressionAttributeNames=_NAMES,
+                ExpressionAttributeValues={":pending": PENDING, ":in_progress": IN_PROGRESS, ":owner": owner,
+                                           ":updated": utc_now()},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        self._audit(document_id, version, IN_PROGRESS, PENDING, None, owner, reason)
+        return True
+
     def record_stage(self, document_id: str, version: str, stage: str, **counts: float) -> None:
         unknown = set(counts) - set(COUNT_FIELDS)
         if unknown:

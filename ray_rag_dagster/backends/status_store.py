@@ -83,6 +83,10 @@ class StatusStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    def release(self, document_id: str, version: str, owner: str, reason: str) -> bool:
+        """Give up ``owner``'s claim on an unfinished version (back to PENDING, no lease); True if it held one."""
+
+    @abc.abstractmethod
     def record_stage(self, document_id: str, version: str, stage: str, **counts: float) -> None:
         """Note that ``stage`` finished; set the given counts."""
 
@@ -165,6 +169,9 @@ class SqliteStatusStore(StatusStore):
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         db.row_factory = sqlite3.Row
+        # WAL + NORMAL: a commit does not wait for fsync (a power cut may lose the last transitions, never
+        # corrupt the file); batch runs write several rows per document and stage.
+        db.execute("PRAGMA synchronous=NORMAL")
         return db
 
     @contextmanager
@@ -274,6 +281,19 @@ class SqliteStatusStore(StatusStore):
             )
             self._audit(db, document_id, version, row.status, IN_PROGRESS, None, owner, "claimed")
             return Claim(True, "claimed", owner)
+
+    def release(self, document_id: str, version: str, owner: str, reason: str) -> bool:
+        with self._transaction() as db:
+            row = self._get(db, document_id, version)
+            if row is None or row.status != IN_PROGRESS or row.owner != owner:
+                return False
+            db.execute(
+                "UPDATE control SET status = ?, lease_expires_at = NULL, updated_at = ?"
+                " WHERE document_id = ? AND processing_version = ?",
+                (PENDING, utc_now(), document_id, version),
+            )
+            self._audit(db, document_id, version, IN_PROGRESS, PENDING, row.current_stage, owner, reason)
+            return True
 
     def record_stage(self, document_id: str, version: str, stage: str, **counts: float) -> None:
         unknown = set(counts) - set(COUNT_FIELDS)
