@@ -1,19 +1,56 @@
-"""Shared fixtures: the real PDFs beside the repository, and an isolated state folder."""
+"""Shared fixtures: the real PDFs beside the repository, an isolated state folder, and a private Ray.
+
+Every test session gets its own shared-cluster registry (``RAY_RAG_CLUSTER_DIR``, a temporary folder unless
+set): the tests start and join *their* local Ray, never the one a developer's ``ray-rag dev`` runs, and the
+session stops it at the end. The folder must be chosen before ``ray_rag_dagster`` is imported: the package
+points Ray's token auth at the registry's token when it is imported, before Ray is.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+_OWN_CLUSTER_DIR = "RAY_RAG_CLUSTER_DIR" not in os.environ
+if _OWN_CLUSTER_DIR:
+    os.environ["RAY_RAG_CLUSTER_DIR"] = tempfile.mkdtemp(prefix="ray-rag-cluster-tests-")
+CLUSTER_DIR = Path(os.environ["RAY_RAG_CLUSTER_DIR"])
 
-# CI lays shared/ beside the clone, as on the developers' machines: read PDFs from there, never copy them.
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+import ray_rag_dagster  # noqa: E402, F401 - sets Ray's auth environment before anything imports ray
+
+import pytest  # noqa: E402
+
+
+def _shared_data() -> Path:
+    """CI lays shared/ beside the clone, as on the developers' machines (a git worktree sits one level
+    deeper): read PDFs from there, never copy them."""
+    here = Path(__file__).resolve()
+    for folder in here.parents[1:]:
+        if (folder / "shared" / "data").is_dir():
+            return folder / "shared" / "data"
+    return here.parents[2] / "shared" / "data"
+
+
+SHARED_DATA = _shared_data()
 PDFS = SHARED_DATA / "pdfs"
 GROUNDTRUTH = SHARED_DATA / "groundtruth"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def local_ray_cluster() -> Iterator[Path]:
+    """The session's shared local Ray (started by the first test that needs it), stopped at the end."""
+    yield CLUSTER_DIR
+    from ray_rag_dagster.compute.cluster import LocalCluster
+
+    LocalCluster(CLUSTER_DIR).stop()
+    if _OWN_CLUSTER_DIR:
+        shutil.rmtree(CLUSTER_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

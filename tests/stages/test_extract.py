@@ -21,8 +21,9 @@ from ray_rag_dagster.stages.extract import (
     ExtractResult,
     extract_pdf,
 )
+from tests.conftest import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = SHARED_DATA
 NORMAL_4PAGES = DATA / "pdfs" / "docling" / "normal_4pages.pdf"
 NORMAL_4PAGES_GT = DATA / "groundtruth" / "docling" / "normal_4pages.md"
 CDISC = DATA / "pdfs" / "clinical" / "CDISC_Pilot_Study.pdf"
@@ -239,19 +240,45 @@ def test_page_shards_cover_every_page_once() -> None:
 
 def test_sharded_extraction_merges_to_the_same_pages(tmp_path: Path) -> None:
     from ray_rag_dagster.backends.object_store import LocalObjectStore
+    from ray_rag_dagster.ids import version_of
     from ray_rag_dagster.settings import Settings
+    from ray_rag_dagster.stages import keys
     from ray_rag_dagster.stages.extract import merge_extract, plan_extract, run_extract
     from ray_rag_dagster.stages.manifest import DocumentRef
 
     settings = Settings(home=tmp_path, extract_pages_per_shard=2)
-    LocalObjectStore(settings.objects_dir).put_bytes("input/multi_page.pdf", (DATA / "pdfs" / "docling" / "multi_page.pdf").read_bytes())
-    document = DocumentRef(document_id="doc_000000000001", version="v1", source_key="input/multi_page.pdf")
-    ranges = plan_extract(settings, document, document.source_key)
-    assert ranges == [(1, 2), (3, 3), (4, 5)]
-    sharded = merge_extract(settings, document, [run_extract(settings, document, document.source_key, r) for r in ranges])
     store = LocalObjectStore(settings.objects_dir)
+    store.put_bytes("input/multi_page.pdf", (DATA / "pdfs" / "docling" / "multi_page.pdf").read_bytes())
+    version = version_of(store.list("input/multi_page.pdf")[0].etag)
+    document = DocumentRef(document_id="doc_000000000001", version=version, source_key="input/multi_page.pdf")
+    ranges = plan_extract(settings, document)
+    assert ranges == [(1, 2), (3, 3), (4, 5)]
+    sharded = merge_extract(settings, document, [run_extract(settings, document, r) for r in ranges])
+    assert sharded.key == keys.extracted_pages(document) == f"extracted/doc_000000000001/{version}/pages.json"
     sharded_pages = store.get_json(sharded.key)["pages"]
-    whole = merge_extract(settings, document, [run_extract(settings, document, document.source_key)])
+    whole = merge_extract(settings, document, [run_extract(settings, document)])
     assert store.get_json(whole.key)["pages"] == sharded_pages
     assert sharded.counts["shards"] == 3 and sharded.counts["pages"] == 5
-    assert store.list("extracted/doc_000000000001/parts/") == []  # parts removed after the merge
+    assert store.list(keys.extract_parts_prefix(document)) == []  # parts removed after the merge
+
+
+def test_a_replaced_or_deleted_pdf_is_gone_not_failed(tmp_path: Path) -> None:
+    """Extract refuses a version the inbox no longer holds: the document is gone, not bad input."""
+    from ray_rag_dagster.backends.object_store import LocalObjectStore
+    from ray_rag_dagster.errors import DocumentGone
+    from ray_rag_dagster.ids import version_of
+    from ray_rag_dagster.settings import Settings
+    from ray_rag_dagster.stages.extract import plan_extract, run_extract
+    from ray_rag_dagster.stages.manifest import DocumentRef
+
+    settings = Settings(home=tmp_path)
+    store = LocalObjectStore(settings.objects_dir)
+    key = "input/multi_page.pdf"
+    store.put_bytes(key, (DATA / "pdfs" / "docling" / "multi_page.pdf").read_bytes())
+    document = DocumentRef(document_id="doc_000000000002", version=version_of(store.list(key)[0].etag), source_key=key)
+    store.put_bytes(key, _reportlab_pdf())  # a new version replaces it
+    with pytest.raises(DocumentGone, match="replaced while being processed"):
+        plan_extract(settings, document)
+    store.delete_prefix(key)
+    with pytest.raises(DocumentGone, match="deleted from the inbox"):
+        run_extract(settings, document)
