@@ -21,6 +21,7 @@ from ray_rag_dagster.defs.assets import TRIGGER_TAG, ingest_assets
 from ray_rag_dagster.defs.partitions import documents, partition_ranges
 from ray_rag_dagster.defs.resources import RagPipeline
 from ray_rag_dagster.ids import document_id_for, version_of
+from ray_rag_dagster.ingest import RANGE_END_TAG, RANGE_START_TAG
 from ray_rag_dagster.stages.remove import remove_document
 
 INBOX_PREFIX = "input/"
@@ -39,9 +40,9 @@ def batch_request(keys: list[str], versions: dict[str, str], tags: dict[str, str
     run_key = f"{keys[0]}..{keys[-1]}:{digest}"
     if len(keys) == 1:
         return dg.RunRequest(run_key=run_key, partition_key=keys[0], tags=tags)
-    return dg.RunRequest(
-        run_key=run_key, partition_key_range=dg.PartitionKeyRange(keys[0], keys[-1]), tags=tags
-    )
+    # A range is given by the run's range tags (as a backfill's runs carry it): RunRequest takes no
+    # partition range argument (an unknown keyword is dropped silently, leaving a run with no partition).
+    return dg.RunRequest(run_key=run_key, tags={**tags, RANGE_START_TAG: keys[0], RANGE_END_TAG: keys[-1]})
 
 
 @dg.sensor(
