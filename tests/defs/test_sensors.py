@@ -31,6 +31,16 @@ def tick(instance: dg.DagsterInstance, home: Path, cursor: str | None) -> dg.Sen
     return result
 
 
+def requested_partitions(instance: dg.DagsterInstance, request: dg.RunRequest) -> list[str]:
+    """The partitions one run request covers: its partition, or its range of the (ordered) partitions."""
+    if request.partition_key is not None:
+        return [request.partition_key]
+    key_range = request.partition_key_range
+    assert key_range is not None, f"a run request with no partition: {request}"
+    keys = instance.get_dynamic_partitions(documents.name)
+    return keys[keys.index(key_range.start) : keys.index(key_range.end) + 1]
+
+
 def test_new_same_and_changed_file(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path)
     inbox = settings.inbox_dir
@@ -86,14 +96,21 @@ def test_s3_inbox_paginates_sees_changes_and_deletions(tmp_path: Path, monkeypat
         instance = dg.DagsterInstance.ephemeral()
 
         first = tick(instance, tmp_path, None)
-        assert len(first.run_requests) == 1500  # more than one S3 page of 1,000 keys
-        assert len(instance.get_dynamic_partitions(documents.name)) == 1500
-        assert len({request.run_key for request in first.run_requests}) == 1500
+        assert len(instance.get_dynamic_partitions(documents.name)) == 1500  # more than one S3 page of 1,000 keys
+        # In batches of at most partitions_per_run documents, each document in exactly one of them.
+        size = settings.partitions_per_run
+        assert len(first.run_requests) == -(-1500 // size)
+        batches = [requested_partitions(instance, request) for request in first.run_requests]
+        assert all(1 <= len(batch) <= size for batch in batches)
+        requested = [key for batch in batches for key in batch]
+        assert sorted(requested) == sorted(document_id_for(key) for key in keys)
+        assert len({request.run_key for request in first.run_requests}) == len(first.run_requests)
 
         store.put_bytes(keys[7], b"%PDF-1.4 changed")
         changed = tick(instance, tmp_path, first.cursor)
-        etag = store.list(keys[7])[0].etag
-        assert [request.run_key for request in changed.run_requests] == [f"{document_id_for(keys[7])}:{etag[:16]}"]
+        [request] = changed.run_requests
+        assert requested_partitions(instance, request) == [document_id_for(keys[7])]
+        assert request.run_key not in {earlier.run_key for earlier in first.run_requests}
 
         # A processed document whose PDF is then deleted: outputs, vectors and partition go, status says so.
         gone = document_id_for(keys[3])
@@ -109,3 +126,55 @@ def test_s3_inbox_paginates_sees_changes_and_deletions(tmp_path: Path, monkeypat
         assert build_status_store(settings).get(gone).status == DELETED
         assert gone not in instance.get_dynamic_partitions(documents.name)
         assert tick(instance, tmp_path, deleted.cursor).run_requests == []
+
+
+def test_a_burst_of_new_pdfs_is_requested_in_batches_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """30 new PDFs, N per run: one tick requests ⌈30/N⌉ runs over partition ranges, and no tick after it
+    requests any of those versions again (a lost cursor gives the same run keys, which Dagster runs once)."""
+    monkeypatch.setenv("RAY_RAG_PARTITIONS_PER_RUN", "7")
+    settings = Settings(home=tmp_path)
+    assert settings.partitions_per_run == 7
+    inbox = settings.inbox_dir
+    inbox.mkdir(parents=True)
+    names = [f"protocol-{number:02d}.pdf" for number in range(30)]
+    for name in names:
+        (inbox / name).write_bytes(f"%PDF-1.4 {name}".encode())
+    instance = dg.DagsterInstance.ephemeral()
+
+    first = tick(instance, tmp_path, None)
+    assert len(first.run_requests) == 5  # ⌈30 / 7⌉
+    batches = [requested_partitions(instance, request) for request in first.run_requests]
+    assert [len(batch) for batch in batches] == [7, 7, 7, 7, 2]
+    assert sorted(key for batch in batches for key in batch) == sorted(document_id_for(f"input/{n}") for n in names)
+    for request, batch in zip(first.run_requests, batches, strict=True):
+        assert request.tags["ray_rag/trigger"] == "sensor"
+        if len(batch) > 1:
+            assert request.partition_key is None
+            assert request.tags["dagster/asset_partition_range_start"] == batch[0]
+            assert request.tags["dagster/asset_partition_range_end"] == batch[-1]
+    assert len({request.run_key for request in first.run_requests}) == 5
+
+    # The next tick: nothing new.
+    second = tick(instance, tmp_path, first.cursor)
+    assert second.run_requests == [] and second.dynamic_partitions_requests == []
+    # A tick that lost its cursor asks for the same versions under the same run keys: deduplicated.
+    replayed = tick(instance, tmp_path, None)
+    assert [request.run_key for request in replayed.run_requests] == [request.run_key for request in first.run_requests]
+
+    # One file changes: a run for it alone, under a new run key.
+    (inbox / names[10]).write_bytes(b"%PDF-1.4 changed")
+    changed = tick(instance, tmp_path, second.cursor)
+    [request] = changed.run_requests
+    assert requested_partitions(instance, request) == [document_id_for(f"input/{names[10]}")]
+    assert request.run_key not in {earlier.run_key for earlier in first.run_requests}
+
+
+
+def test_partition_ranges_are_consecutive_and_bounded() -> None:
+    from ray_rag_dagster.defs.partitions import partition_ranges
+
+    ordered = list("abcdefghij")
+    assert partition_ranges(ordered, set("abcdefghij"), 4) == [list("abcd"), list("efgh"), list("ij")]
+    # A partition not wanted (already processed) ends a range: a range holds only wanted partitions.
+    assert partition_ranges(ordered, set("abdefj"), 3) == [list("ab"), list("def"), ["j"]]
+    assert partition_ranges(ordered, set(), 3) == []
