@@ -196,9 +196,11 @@ class LocalCluster:
 
 
 def _disconnect() -> None:
-    import ray
-
-    if ray.is_initialized():
+    # Only a process that imported Ray can be connected. Importing it here would also fail when called
+    # from atexit (``ray-rag dev`` never imports Ray): Ray's import registers thread atexit hooks, refused
+    # after shutdown began, and the head would then never be stopped.
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
         ray.shutdown()
 
 
