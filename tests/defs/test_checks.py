@@ -10,6 +10,7 @@ import io
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import dagster as dg
 import numpy as np
@@ -18,26 +19,23 @@ import pytest
 from ray_rag_dagster.backends import build_object_store, build_vector_index
 from ray_rag_dagster.defs import build_definitions
 from ray_rag_dagster.defs.checks import (
+    CHECK_SPECS,
     check_every_chunk_embedded,
     check_no_pii_left,
     check_retrieval_quality,
     check_tables_whole,
-    every_chunk_embedded,
-    ingest_checks,
-    no_pii_left,
-    retrieval_quality,
-    tables_not_split,
+    evaluate_checks,
 )
 from ray_rag_dagster.defs.partitions import documents
-from ray_rag_dagster.defs.resources import RagPipeline
 from ray_rag_dagster.ids import document_id_for, version_of
 from ray_rag_dagster.settings import Settings
+from ray_rag_dagster.stages import keys
 from ray_rag_dagster.stages.chunk import TABLE, parse_elements, run_chunk
-from ray_rag_dagster.stages.embed import embeddings_keys, load_vectors, run_embed
+from ray_rag_dagster.stages.embed import load_vectors, run_embed
 from ray_rag_dagster.stages.enrich import run_enrich
-from ray_rag_dagster.stages.extract import extracted_key, merge_extract, run_extract
+from ray_rag_dagster.stages.extract import merge_extract, run_extract
 from ray_rag_dagster.stages.load import run_load
-from ray_rag_dagster.stages.manifest import DocumentRef
+from ray_rag_dagster.stages.manifest import DocumentRef, StageOutput
 from tests.conftest import PDFS
 
 # The fixture runs the real extractor on a 97-page protocol (about a minute).
@@ -67,11 +65,11 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Ingested:
     store.put_bytes(key, (PDFS / "clinical" / PROTOCOL).read_bytes())
     version = version_of(store.list(key)[0].etag)
     document = DocumentRef(document_id=document_id_for(key), version=version, source_key=key)
-    extracted = merge_extract(settings, document, [run_extract(settings, document, key)])
-    chunked = run_chunk(settings, document, extracted.key)
-    enriched = run_enrich(settings, document, chunked.key)
-    embedded = run_embed(settings, document, enriched.key)
-    loaded = run_load(settings, document, embedded.key)
+    merge_extract(settings, document, [run_extract(settings, document)])
+    chunked = run_chunk(settings, document)
+    enriched = run_enrich(settings, document)
+    embedded = run_embed(settings, document)
+    loaded = run_load(settings, document)
     manifests = {
         "chunks": chunked.model_dump(),
         "enriched_chunks": enriched.model_dump(),
@@ -82,11 +80,13 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Ingested:
 
 
 def test_checks_are_partitioned_like_their_assets_and_run_in_the_ingest_job(tmp_path: Path) -> None:
-    # What registering them in defs/__init__.py (asset_checks=ingest_checks) amounts to.
-    defs = dg.Definitions.merge(build_definitions(Settings(home=tmp_path)), dg.Definitions(asset_checks=ingest_checks))
+    # Check specs of the ingest multi-asset: evaluated in the same (batch) run as their asset.
+    defs = build_definitions(Settings(home=tmp_path))
     dg.Definitions.validate_loadable(defs)
-    steps = {node.name for node in defs.resolve_job_def("ingest_document").graph.node_defs}
-    assert {"chunks_tables_not_split", "vector_index_entries_retrieval_quality"} <= steps
+    job = defs.resolve_job_def("ingest_documents")
+    [ingest] = {node.assets_def for node in defs.resolve_asset_graph().asset_nodes}
+    assert set(ingest.check_keys) == {spec.key for spec in CHECK_SPECS}
+    assert set(job.asset_layer.asset_graph.asset_check_keys) == set(ingest.check_keys)
     graph = defs.resolve_asset_graph()
     targets = {check.name: check.asset_key.to_user_string() for check in graph.asset_check_keys}
     assert targets == {
@@ -95,30 +95,49 @@ def test_checks_are_partitioned_like_their_assets_and_run_in_the_ingest_job(tmp_
         "every_chunk_embedded": "embeddings",
         "retrieval_quality": "vector_index_entries",
     }
-    for check in ingest_checks:
-        (spec,) = check.check_specs
+    for spec in CHECK_SPECS:
         assert spec.partitions_def == documents
         assert not spec.blocking
 
 
+def evaluations(settings: Settings, manifests: dict[str, dict]) -> dict[str, dg.AssetCheckEvaluation]:
+    """What the ingest step reports for one document: every selected check of each asset, as it finishes."""
+    context = SimpleNamespace(selected_asset_check_keys={spec.key for spec in CHECK_SPECS})
+    found = {}
+    for asset, manifest in manifests.items():
+        output = StageOutput.model_validate(manifest)
+        for evaluation in evaluate_checks(context, settings, asset, output):  # type: ignore[arg-type]
+            assert evaluation.partition == output.document.document_id
+            assert evaluation.asset_key == dg.AssetKey(asset)
+            found[evaluation.check_name] = evaluation
+    return found
+
+
 def test_all_checks_pass_on_real_stage_output(ingested: Ingested) -> None:
-    pipeline = RagPipeline(home=str(ingested.home))
-    m = ingested.manifests
-    results = {
-        "tables": tables_not_split(pipeline=pipeline, chunks=m["chunks"]),
-        "pii": no_pii_left(pipeline=pipeline, enriched_chunks=m["enriched_chunks"]),
-        "embedded": every_chunk_embedded(pipeline=pipeline, embeddings=m["embeddings"]),
-        "retrieval": retrieval_quality(pipeline=pipeline, vector_index_entries=m["vector_index_entries"]),
-    }
+    results = evaluations(Settings(home=ingested.home), ingested.manifests)
+    assert set(results) == {"tables_not_split", "no_pii_left", "every_chunk_embedded", "retrieval_quality"}
     for name, result in results.items():
         assert result.passed, (name, result.description)
-    assert results["tables"].metadata["tables_fitting_target"].value > 0
-    assert results["embedded"].metadata["dimension"].value == MINILM_DIMENSION
-    retrieval = results["retrieval"].metadata
+    assert results["tables_not_split"].metadata["tables_fitting_target"].value > 0
+    assert results["every_chunk_embedded"].metadata["dimension"].value == MINILM_DIMENSION
+    retrieval = results["retrieval_quality"].metadata
     assert retrieval["evaluated"].value is True
     assert retrieval["questions"].value > 50
     assert retrieval["recall_at_5"].value >= retrieval["baseline_recall_at_5"].value
     assert retrieval["mrr_at_10"].value >= retrieval["baseline_mrr_at_10"].value
+
+
+def test_only_selected_checks_are_evaluated(ingested: Ingested) -> None:
+    """A run of a subset (one stage, or checks deselected in the UI) evaluates only the selected checks."""
+    only = dg.AssetCheckKey(dg.AssetKey("chunks"), "tables_not_split")
+    context = SimpleNamespace(selected_asset_check_keys={only})
+    settings = Settings(home=ingested.home)
+    found = [
+        evaluation.check_name
+        for asset, manifest in ingested.manifests.items()
+        for evaluation in evaluate_checks(context, settings, asset, StageOutput.model_validate(manifest))  # type: ignore[arg-type]
+    ]
+    assert found == ["tables_not_split"]
 
 
 def test_a_missing_vector_or_a_wrong_dimension_fails(ingested: Ingested, tmp_path: Path) -> None:
@@ -127,7 +146,7 @@ def test_a_missing_vector_or_a_wrong_dimension_fails(ingested: Ingested, tmp_pat
     assert not check_every_chunk_embedded(settings, manifest, expected_dimension=768).passed
 
     store = build_object_store(settings)
-    vectors_key = embeddings_keys(manifest["document"]["document_id"])[0]
+    vectors_key = keys.vectors(StageOutput.model_validate(manifest).document)
     vectors = load_vectors(store.get_bytes(vectors_key))
     buffer = io.BytesIO()
     np.save(buffer, vectors[:-1], allow_pickle=False)
@@ -158,7 +177,7 @@ def test_a_table_cut_between_two_chunks_fails(ingested: Ingested, tmp_path: Path
     settings = ingested.copy_to(tmp_path)
     manifest = ingested.manifests["chunks"]
     store = build_object_store(settings)
-    pages = store.get_json(extracted_key(manifest["document"]["document_id"]))["pages"]
+    pages = store.get_json(keys.extracted_pages(StageOutput.model_validate(manifest).document))["pages"]
     table = next(e for e in parse_elements(pages) if e.kind == TABLE and len(e.text) <= settings.chunk_target_chars)
     rows = store.get_jsonl(manifest["key"])
     at = next(index for index, row in enumerate(rows) if table.text in row["text"])
