@@ -21,12 +21,17 @@ from reportlab.pdfgen import canvas
 from typer.testing import CliRunner
 
 from ray_rag_dagster.backends import build_object_store, build_status_store, build_vector_index
-from ray_rag_dagster.cli import IngestOutcome, app, ingest_paths
+from ray_rag_dagster.cli import IngestOutcome, app
+from ray_rag_dagster.defs.assets import ASSET_OF_STAGE
+from ray_rag_dagster.defs.partitions import documents
 from ray_rag_dagster.ids import document_id_for
+from ray_rag_dagster.ingest import RANGE_END_TAG, RANGE_START_TAG, ingest_paths
 from ray_rag_dagster.samples import KNOWN_SENTENCE, SEEDED_PII, write_samples
 from ray_rag_dagster.search import search_index
 from ray_rag_dagster.settings import Settings
+from ray_rag_dagster.stages import keys
 from ray_rag_dagster.stages.chunk import TABLE, parse_elements
+from ray_rag_dagster.stages.manifest import DocumentRef
 
 from .conftest import GROUNDTRUTH, PDFS
 
@@ -40,6 +45,18 @@ BAD_INPUTS = {
 }
 
 pytestmark = pytest.mark.slow
+
+
+def ref(outcome: IngestOutcome) -> DocumentRef:
+    """The document version an outcome names (its outputs are keyed by it)."""
+    return DocumentRef(document_id=outcome.document_id, version=outcome.version, source_key=f"input/{outcome.path.name}")
+
+
+def partitions_of(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[str]:
+    if "dagster/partition" in run.tags:
+        return [run.tags["dagster/partition"]]
+    ordered = instance.get_dynamic_partitions(documents.name)
+    return ordered[ordered.index(run.tags[RANGE_START_TAG]) : ordered.index(run.tags[RANGE_END_TAG]) + 1]
 
 
 def make_bad_inputs(folder: Path) -> list[Path]:
@@ -87,18 +104,36 @@ def test_good_documents_complete_and_bad_ones_fail_with_reason(ingested) -> None
 
 
 def test_failed_run_carries_the_reason(ingested) -> None:
+    """A batch run fails last, naming each bad document with its reason; its good documents are done."""
     settings, outcomes = ingested
     instance = dg.DagsterInstance.get()
-    outcome = outcomes["locked.pdf"]
-    [run] = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": outcome.document_id}))
-    assert run.status == dg.DagsterRunStatus.FAILURE
-    failures = [
-        record.event_log_entry.dagster_event
-        for record in instance.get_records_for_run(run.run_id).records
-        if record.event_log_entry.dagster_event and record.event_log_entry.dagster_event.is_step_failure
-    ]
-    assert any("locked.pdf: password-protected PDF" in str(event.step_failure_data.user_failure_data.description)
-               for event in failures)
+    status = build_status_store(settings)
+    bad_ids = {outcomes[name].document_id: name for name in BAD_INPUTS}
+    runs = [run for run in instance.get_runs() if set(partitions_of(instance, run)) & set(bad_ids)]
+    assert runs
+    for run in runs:
+        assert run.status == dg.DagsterRunStatus.FAILURE
+        records = [record.event_log_entry.dagster_event for record in instance.get_records_for_run(run.run_id).records]
+        events = [event for event in records if event is not None]
+        [failure] = [event for event in events if event.is_step_failure]
+        description = str(failure.step_failure_data.user_failure_data.description)
+        partitions = partitions_of(instance, run)
+        for document_id in partitions:
+            row = status.get(document_id)
+            assert row is not None
+            if document_id in bad_ids:
+                assert row.error in description, (row.error, description)
+                assert BAD_INPUTS[bad_ids[document_id]] in row.error.lower()
+            else:
+                assert row.status == "COMPLETED", (document_id, row.error)
+        assert "locked.pdf: password-protected PDF" in description
+        # Every good document of the run was materialized, each asset per partition, before the step failed.
+        materialized = {
+            (event.asset_key.to_user_string(), event.partition)
+            for event in events if event.is_step_materialization
+        }
+        good = [document_id for document_id in partitions if document_id not in bad_ids]
+        assert materialized == {(asset, document_id) for asset in ASSET_OF_STAGE.values() for document_id in good}
 
 
 def test_known_sentences_are_found_at_rank_one(ingested) -> None:
@@ -114,8 +149,7 @@ def test_known_sentences_are_found_at_rank_one(ingested) -> None:
 def test_every_table_comes_out_as_markdown_and_no_chunk_splits_a_table(ingested) -> None:
     settings, outcomes = ingested
     store = build_object_store(settings)
-    document_id = outcomes[TABLES_PDF.name].document_id
-    pages = store.get_json(f"extracted/{document_id}/pages.json")["pages"]
+    pages = store.get_json(keys.extracted_pages(ref(outcomes[TABLES_PDF.name])))["pages"]
     expected_tables = len(re.findall(r"^\|[-:| ]+\|$", (GROUNDTRUTH / "docling" / "normal_4pages.md").read_text(), re.M))
     tables = [element for element in parse_elements(pages) if element.kind == TABLE]
     assert len(tables) == expected_tables >= 1
@@ -124,8 +158,8 @@ def test_every_table_comes_out_as_markdown_and_no_chunk_splits_a_table(ingested)
     for outcome in outcomes.values():
         if outcome.status != "COMPLETED":
             continue
-        pages = store.get_json(f"extracted/{outcome.document_id}/pages.json")["pages"]
-        chunks = store.get_jsonl(f"chunks/{outcome.document_id}/chunks.jsonl")
+        pages = store.get_json(keys.extracted_pages(ref(outcome)))["pages"]
+        chunks = store.get_jsonl(keys.chunks(ref(outcome)))
         for element in parse_elements(pages):
             if element.kind == TABLE and len(element.text) <= settings.chunk_target_chars:
                 # Whole inside a chunk (a table repeated in the document may sit whole in several).
@@ -144,8 +178,7 @@ def test_seeded_pii_never_reaches_the_index(ingested) -> None:
 
 def test_scanned_page_goes_through_ocr(ingested) -> None:
     settings, outcomes = ingested
-    document_id = outcomes["scanned_consent_form.pdf"].document_id
-    pages = build_object_store(settings).get_json(f"extracted/{document_id}/pages.json")["pages"]
+    pages = build_object_store(settings).get_json(keys.extracted_pages(ref(outcomes["scanned_consent_form.pdf"])))["pages"]
     assert [page["ocr"] for page in pages] == [True]
     assert len(pages[0]["markdown"].split()) > 10
     event = dg.DagsterInstance.get().get_latest_materialization_event(dg.AssetKey("extracted_pages"))
