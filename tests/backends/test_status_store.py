@@ -110,3 +110,22 @@ def test_deleted_documents_say_so(new_store: StoreFactory) -> None:
     assert store.get("doc_eeeeeeeeeeee").status == DELETED
     assert [row.document_id for row in store.documents()] == ["doc_eeeeeeeeeeee"]
     assert store.audit("doc_eeeeeeeeeeee")[-1]["to_status"] == DELETED
+
+
+def test_release_gives_an_unfinished_claim_back_at_once(new_store: StoreFactory) -> None:
+    """An interrupted ingest or a broken run step releases its claims: a re-ingest need not wait for the lease."""
+    store = new_store()
+    store.register("doc_ffffffffffff", "v1", "input/f.pdf")
+    assert store.claim("doc_ffffffffffff", "v1", "run-1", 3600, reprocess=False).granted
+    assert not store.release("doc_ffffffffffff", "v1", "run-2", "not its claim")
+    assert store.get("doc_ffffffffffff", "v1").is_leased()
+    assert store.release("doc_ffffffffffff", "v1", "run-1", "ingest interrupted")
+    row = store.get("doc_ffffffffffff", "v1")
+    assert row is not None and row.status == PENDING and not row.is_leased()
+    last = store.audit("doc_ffffffffffff")[-1]
+    assert (last["from_status"], last["to_status"], last["message"]) == (IN_PROGRESS, PENDING, "ingest interrupted")
+    assert not store.release("doc_ffffffffffff", "v1", "run-1", "twice")  # nothing held any more
+    assert store.claim("doc_ffffffffffff", "v1", "run-3", 3600, reprocess=False).granted  # no lease to wait for
+    store.complete("doc_ffffffffffff", "v1")
+    assert not store.release("doc_ffffffffffff", "v1", "run-3", "too late")  # a finished version stays finished
+    assert store.get("doc_ffffffffffff", "v1").status == COMPLETED
