@@ -23,6 +23,12 @@ import ray_rag_dagster  # noqa: E402, F401 - sets Ray's auth environment before 
 
 import pytest  # noqa: E402
 
+from tests.standins.aws import FAKE_AWS_ENV  # noqa: E402
+
+# The shared cluster's Ray workers inherit the environment of the process that starts its head: moto's
+# credentials go in before any cluster starts, so boto3 clients on the workers find them (and never real ones).
+os.environ.update(FAKE_AWS_ENV)
+
 
 def _shared_data() -> Path:
     """CI lays shared/ beside the clone, as on the developers' machines (a git worktree sits one level

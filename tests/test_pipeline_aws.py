@@ -3,7 +3,9 @@ Pinecone on local stand-ins speaking their REST APIs, so the real boto3, openai 
 over HTTP — from the Dagster process and from the Ray workers alike.
 
 The journey is the seed's: upload PDFs to ``s3://<bucket>/input/`` → the sensor adds partitions and
-requests runs → the five assets run on a local Ray → status COMPLETED in DynamoDB, vectors in Pinecone.
+requests batch runs → the five assets run on the session's shared local Ray → status COMPLETED in
+DynamoDB, vectors in Pinecone. The Ray workers find moto's credentials in the environment the session gave
+the cluster (tests/conftest.py); everything else (endpoints, keys) travels in the settings.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import ray
 
 from ray_rag_dagster.backends import build_status_store
 from ray_rag_dagster.backends.dynamodb_status_store import DynamoDBStatusStore
-from ray_rag_dagster.cli import prepare_dagster_home
 from ray_rag_dagster.costs import usd
+from ray_rag_dagster.dagster_home import prepare_dagster_home
 from ray_rag_dagster.defs import build_definitions
 from ray_rag_dagster.defs.partitions import documents
 from ray_rag_dagster.defs.resources import RagPipeline
@@ -62,26 +64,36 @@ class Stack:
         self.s3.put_object(Bucket=BUCKET, Key=key, Body=path.read_bytes())
         return key
 
+    def partitions(self, request: dg.RunRequest) -> list[str]:
+        """The partitions a run request covers (one, or a range of the partitions in their order)."""
+        if request.partition_key is not None:
+            return [request.partition_key]
+        key_range = request.partition_key_range
+        assert key_range is not None, request
+        ordered = self.instance.get_dynamic_partitions(documents.name)
+        return ordered[ordered.index(key_range.start) : ordered.index(key_range.end) + 1]
+
     def tick_and_run(self) -> dict[str, dg.ExecuteInProcessResult]:
-        """One sensor tick, then each requested run, as the daemon and the run launcher would."""
+        """One sensor tick, then each requested (batch) run, as the daemon and the run launcher would; the
+        result of each document's run, by document id."""
         context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor,
                                           resources={"pipeline": RagPipeline(home=str(self.home))})
         result = inbox_sensor(context)
         self.cursor = result.cursor
         for request in result.dynamic_partitions_requests:
             self.instance.add_dynamic_partitions(documents.name, list(request.partition_keys))
-        job = build_definitions(load_settings()).resolve_job_def("ingest_document")
-        return {
-            request.partition_key: job.execute_in_process(
+        job = build_definitions(load_settings()).resolve_job_def("ingest_documents")
+        runs = {}
+        for request in result.run_requests:
+            run = job.execute_in_process(
                 instance=self.instance, partition_key=request.partition_key, tags=request.tags, raise_on_error=False
             )
-            for request in result.run_requests
-        }
+            runs.update(dict.fromkeys(self.partitions(request), run))
+        return runs
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    ray.shutdown()  # the workers must start with this environment (fake AWS credentials, endpoints)
     home = tmp_path_factory.mktemp("aws-home")
     with moto_server() as endpoint, openai_server(OPENAI_KEY) as openai, pinecone_server(PINECONE_KEY) as pinecone, \
             pytest.MonkeyPatch.context() as env:
@@ -114,7 +126,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             stack.upload(path)
         stack.runs = stack.tick_and_run()
         yield stack
-        ray.shutdown()
 
 
 def real_ids() -> list[str]:
@@ -174,7 +185,10 @@ def test_cost_metadata_equals_stand_in_tokens_times_prices(stack: Stack) -> None
     embed_cost = enrich_cost = 0.0
     for document_id in real_ids():
         for asset, total in (("embeddings", "embed"), ("enriched_chunks", "enrich")):
-            [materialization] = stack.runs[document_id].asset_materializations_for_node(asset)
+            [materialization] = [
+                event for event in stack.runs[document_id].asset_materializations_for_node("ingest")
+                if event.asset_key == dg.AssetKey(asset) and event.partition == document_id
+            ]
             value = materialization.metadata["estimated_usd"].value
             if total == "embed":
                 embed_cost += value
@@ -203,7 +217,7 @@ def test_claimed_elsewhere_is_skipped_without_error(stack: Stack, tmp_path: Path
         stack.instance.add_dynamic_partitions(documents.name, list(request.partition_keys))
     stack.cursor = sensor_result.cursor
     # A re-sent run for it anyway (e.g. from a second deployment's sensor): succeeds, materializes nothing.
-    job = build_definitions(load_settings()).resolve_job_def("ingest_document")
+    job = build_definitions(load_settings()).resolve_job_def("ingest_documents")
     result = job.execute_in_process(instance=stack.instance, partition_key=document_id,
                                     tags={"ray_rag/trigger": "sensor"}, raise_on_error=False)
     assert result.success
@@ -263,7 +277,7 @@ def test_key_deleted_between_listing_and_run(stack: Stack, tmp_path: Path) -> No
     for partitions in sensor_result.dynamic_partitions_requests:
         stack.instance.add_dynamic_partitions(documents.name, list(partitions.partition_keys))
     stack.s3.delete_object(Bucket=BUCKET, Key=key)  # gone before the run starts
-    job = build_definitions(load_settings()).resolve_job_def("ingest_document")
+    job = build_definitions(load_settings()).resolve_job_def("ingest_documents")
     result = job.execute_in_process(instance=stack.instance, partition_key=request.partition_key,
                                     tags=request.tags, raise_on_error=False)
     assert result.success and result.get_asset_materialization_events() == []

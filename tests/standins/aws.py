@@ -10,8 +10,6 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from moto.server import ThreadedMotoServer
-
 # Credentials moto accepts; set before any boto3 client exists so no real credentials are ever looked up.
 FAKE_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -31,6 +29,8 @@ def free_port() -> int:
 @contextmanager
 def moto_server() -> Iterator[str]:
     """Start moto's server; yield its endpoint URL; stop it by handle."""
+    from moto.server import ThreadedMotoServer
+
     os.environ.update(FAKE_AWS_ENV)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     port = free_port()
