@@ -1,7 +1,7 @@
 """Each asset check passes on what the real stages write for a real protocol, and fails on damaged output.
 
-One module fixture runs the five stage functions on the CDISC pilot protocol into a temporary state
-folder; each failure case copies that folder and damages one object.
+One module fixture runs the five stage functions (on the shared Ray, as a run does) on the CDISC pilot
+protocol into a temporary state folder; each failure case copies that folder and damages one object.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 
 from ray_rag_dagster.backends import build_object_store, build_vector_index
+from ray_rag_dagster.compute.flow import STAGES, run_stages
 from ray_rag_dagster.defs import build_definitions
+from ray_rag_dagster.defs.assets import ASSET_OF_STAGE
 from ray_rag_dagster.defs.checks import (
     CHECK_SPECS,
     check_every_chunk_embedded,
@@ -30,15 +32,12 @@ from ray_rag_dagster.defs.partitions import documents
 from ray_rag_dagster.ids import document_id_for, version_of
 from ray_rag_dagster.settings import Settings
 from ray_rag_dagster.stages import keys
-from ray_rag_dagster.stages.chunk import TABLE, parse_elements, run_chunk
-from ray_rag_dagster.stages.embed import load_vectors, run_embed
-from ray_rag_dagster.stages.enrich import run_enrich
-from ray_rag_dagster.stages.extract import merge_extract, run_extract
-from ray_rag_dagster.stages.load import run_load
+from ray_rag_dagster.stages.chunk import TABLE, parse_elements
+from ray_rag_dagster.stages.embed import load_vectors
 from ray_rag_dagster.stages.manifest import DocumentRef, StageOutput
 from tests.conftest import PDFS
 
-# The fixture runs the real extractor on a 97-page protocol (about a minute).
+# The fixture runs the real pipeline on a 97-page protocol (a minute or more).
 pytestmark = pytest.mark.slow
 
 PROTOCOL = "CDISC_Pilot_Study.pdf"
@@ -65,16 +64,14 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Ingested:
     store.put_bytes(key, (PDFS / "clinical" / PROTOCOL).read_bytes())
     version = version_of(store.list(key)[0].etag)
     document = DocumentRef(document_id=document_id_for(key), version=version, source_key=key)
-    merge_extract(settings, document, [run_extract(settings, document)])
-    chunked = run_chunk(settings, document)
-    enriched = run_enrich(settings, document)
-    embedded = run_embed(settings, document)
-    loaded = run_load(settings, document)
+    # The five stage functions, on the session's shared Ray (page ranges extracted in parallel on the warm
+    # workers), exactly as a run calls them.
+    results = list(run_stages(settings, [document]))
+    assert [(result.stage, result.status) for result in results] == [(stage, "ok") for stage in STAGES], results
     manifests = {
-        "chunks": chunked.model_dump(),
-        "enriched_chunks": enriched.model_dump(),
-        "embeddings": embedded.model_dump(),
-        "vector_index_entries": loaded.model_dump(),
+        ASSET_OF_STAGE[result.stage]: result.output.model_dump()  # type: ignore[union-attr]
+        for result in results
+        if result.stage != "extract"
     }
     return Ingested(home, manifests)
 
