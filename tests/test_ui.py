@@ -30,7 +30,7 @@ import ray
 from playwright.sync_api import Page, expect, sync_playwright
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from ray_rag_dagster.cli import ingest_paths
+from ray_rag_dagster.ingest import ingest_paths
 from ray_rag_dagster.samples import write_samples
 from ray_rag_dagster.settings import Settings
 
@@ -64,7 +64,7 @@ LINEAGE = (
     ("embeddings", "vector_index_entries"),
 )
 ASSETS = ("extracted_pages", "chunks", "enriched_chunks", "embeddings", "vector_index_entries")
-RUN_TIMEOUT_MS = 300_000  # a run process starts its own local Ray and loads the stage's code
+RUN_TIMEOUT_MS = 300_000  # a run process starts, joins the session's shared Ray and runs on its warm workers
 
 
 @dataclass(frozen=True)
