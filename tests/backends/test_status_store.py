@@ -85,21 +85,24 @@ def test_completed_version_is_not_reprocessed_unless_asked(new_store: StoreFacto
     assert store.get("doc_cccccccccccc").processing_version == "v2"
 
 
+LEASE = 5  # seconds: long enough for eight claims on a loaded machine, short enough to wait out
+
+
 def test_concurrent_claimers_get_one_grant_and_expired_lease_is_reclaimable(new_store: StoreFactory) -> None:
     new_store().register("doc_dddddddddddd", "v1", "input/d.pdf")
 
     def claim(owner: str) -> bool:
         # Each claimer has its own client, like two orchestrator processes.
-        return new_store().claim("doc_dddddddddddd", "v1", owner, 2, reprocess=False).granted
+        return new_store().claim("doc_dddddddddddd", "v1", owner, LEASE, reprocess=False).granted
 
     with ThreadPoolExecutor(8) as pool:
         grants = list(pool.map(claim, [f"orchestrator-{i}" for i in range(8)]))
     assert grants.count(True) == 1
     holder = new_store().get("doc_dddddddddddd")
     assert holder is not None and holder.is_leased()
-    refused = new_store().claim("doc_dddddddddddd", "v1", "orchestrator-x", 2, reprocess=True)
+    refused = new_store().claim("doc_dddddddddddd", "v1", "orchestrator-x", LEASE, reprocess=True)
     assert not refused.granted and refused.holder == holder.owner  # leased: even reprocess must wait
-    time.sleep(2.1)  # the holder "crashed": its lease runs out
+    time.sleep(max(0.0, holder.lease_expires_at - time.time()) + 0.1)  # the holder "crashed": its lease runs out
     assert claim("orchestrator-late")
 
 
