@@ -8,6 +8,7 @@ points Ray's token auth at the registry's token when it is imported, before Ray 
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -17,6 +18,8 @@ from pathlib import Path
 _OWN_CLUSTER_DIR = "RAY_RAG_CLUSTER_DIR" not in os.environ
 if _OWN_CLUSTER_DIR:
     os.environ["RAY_RAG_CLUSTER_DIR"] = tempfile.mkdtemp(prefix="ray-rag-cluster-tests-")
+    # Registered first, so it runs last: after the cluster's own exit hook (which takes the registry's lock).
+    atexit.register(shutil.rmtree, os.environ["RAY_RAG_CLUSTER_DIR"], ignore_errors=True)
 CLUSTER_DIR = Path(os.environ["RAY_RAG_CLUSTER_DIR"])
 
 import ray_rag_dagster  # noqa: E402, F401 - sets Ray's auth environment before anything imports ray
@@ -67,8 +70,6 @@ def local_ray_cluster() -> Iterator[Path]:
         except Exception:  # noqa: BLE001 - stopping the head below is what matters
             pass
     cluster.stop()
-    if _OWN_CLUSTER_DIR:
-        shutil.rmtree(CLUSTER_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
