@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -105,7 +105,7 @@ def _timestamp(value: str) -> float | None:
         moment = datetime.fromisoformat(value)
     except (TypeError, ValueError):
         return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _count(counts: dict[str, float], name: str) -> str:
@@ -130,7 +130,7 @@ def status_json(rows: list[DocumentStatus], metrics: list[dict[str, Any]], now: 
             "updated_at": row.updated_at,
             "updated_seconds_ago": round(now - updated, 1) if updated is not None else None,
             "owner": row.owner,
-            "lease_expires_at": (datetime.fromtimestamp(row.lease_expires_at, timezone.utc).isoformat(timespec="seconds")
+            "lease_expires_at": (datetime.fromtimestamp(row.lease_expires_at, UTC).isoformat(timespec="seconds")
                                  if row.lease_expires_at is not None else None),
             "lease_seconds_left": round(row.lease_expires_at - now, 1) if row.lease_expires_at is not None else None,
         })

@@ -13,6 +13,7 @@ A request does only the query's work: embed the question, run the hybrid search,
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -73,6 +74,7 @@ class HealthOut(BaseModel):
     vector_index: str
     pid: int
     uptime_seconds: float
+    searches: int = Field(description="Searches answered since start-up.")
 
 
 class SearchService:
@@ -86,18 +88,23 @@ class SearchService:
         self.index = build_vector_index(settings)
         self.embedder = build_embedder(settings)
         self.store = build_object_store(settings)
-        self.embedder.embed_query("warm up")  # the first run of a model allocates its buffers
+        # The first run of the model allocates its buffers; the first query opens the full-text index.
+        self.index.search("warm up", self.embedder.embed_query("warm up"), 1)
         self._sources: dict[str, str] = {}
-        self._sources_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self.searches = 0
+
 
     def search(self, question: str, k: int) -> list[dict[str, Any]]:
         vector = self.embedder.embed_query(question)
         hits = self.index.search(question, vector, k)
+        with self._lock:
+            self.searches += 1
         return [hit_record(hit, question, rank) for rank, hit in enumerate(hits, start=1)]
 
     def source_key(self, document_id: str) -> str | None:
         """The inbox key whose document id this is (ids are derived from keys); rescans the inbox on a miss."""
-        with self._sources_lock:
+        with self._lock:
             if document_id not in self._sources:
                 self._sources = {document_id_for(info.key): info.key for info in self.store.list("input/")}
             return self._sources.get(document_id)
@@ -136,6 +143,7 @@ def create_app(settings: Settings, service: SearchService | None = None) -> Fast
             "vector_index": settings.vector_index,
             "pid": os.getpid(),
             "uptime_seconds": round(time.time() - service.started, 1),
+            "searches": service.searches,
         }
 
     @app.get(
@@ -189,7 +197,16 @@ def run(settings: Settings, host: str = "127.0.0.1", port: int = 8000, on_ready:
                     on_ready(url)
 
     server = Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(0)
+
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler it found:
+    # this one ends the process normally, so the server file is removed.
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.run()
     finally:
         remove_server_file(settings.home)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

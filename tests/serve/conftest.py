@@ -7,7 +7,12 @@ extra document holds HTML in its text, for the page's escaping test.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +20,11 @@ from pathlib import Path
 import pytest
 
 from ray_rag_dagster.backends import build_embedder, build_object_store, build_vector_index
+from ray_rag_dagster.backends.enricher import redact_pii
 from ray_rag_dagster.backends.vector_index import IndexRecord
 from ray_rag_dagster.ids import chunk_id, content_hash, document_id_for
 from ray_rag_dagster.samples import PROTOCOL_FILENAME, write_samples
+from ray_rag_dagster.serve.client import find_server, server_file
 from ray_rag_dagster.settings import Settings
 
 INJECTION_FILE = "injection_test.pdf"
@@ -82,7 +89,8 @@ def build_search_state(home: Path, inputs: Path) -> SearchState:
     key = f"input/{protocol.name}"
     store.put_bytes(key, protocol.read_bytes())
     protocol_id = document_id_for(key)
-    chunks = [(page, f"Study ABC-123 > page {page}", text) for page, text in page_chunks(protocol)]
+    # Redacted as the enrich stage does: nothing downstream of it sees the seeded PII.
+    chunks = [(page, f"Study ABC-123 > page {page}", redact_pii(text)[0]) for page, text in page_chunks(protocol)]
     index.replace_document(protocol_id, _records(settings, protocol_id, key, chunks))
 
     injection_key = f"input/{INJECTION_FILE}"
@@ -98,3 +106,47 @@ def build_search_state(home: Path, inputs: Path) -> SearchState:
 def search_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SearchState]:
     home = tmp_path_factory.mktemp("serve_home")
     yield build_search_state(home, tmp_path_factory.mktemp("serve_inputs"))
+
+
+ARTIFACTS = Path(os.environ.get("SERVE_ARTIFACTS") or Path(__file__).resolve().parents[1] / "artifacts" / "serve")
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for stale in [*ARTIFACTS.glob("*.png"), *ARTIFACTS.glob("*.log")]:
+        stale.unlink()
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def server(search_state: SearchState, artifacts: Path) -> Iterator[str]:
+    """``ray-rag serve --port 0`` on the test index, as a user starts it; yields the URL from its server file."""
+    home = search_state.settings.home
+    env = {**os.environ, "RAY_RAG_HOME": str(home)}
+    log_path = artifacts / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ray_rag_dagster.launcher", "serve", "--port", "0"],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        url = None
+        while url is None:
+            if process.poll() is not None:
+                pytest.fail(f"ray-rag serve exited with {process.returncode}: {log_path.read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"ray-rag serve did not come up in 120 s: {log_path.read_text()[-2000:]}")
+            url = find_server(home)
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, log_path.read_text()[-2000:]
+    assert not server_file(home).exists(), "the server file outlived the server"
