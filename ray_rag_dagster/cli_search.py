@@ -54,6 +54,8 @@ def local_search(question: str, k: int) -> list[dict[str, Any]]:
     from ray_rag_dagster.settings import load_settings
 
     settings = load_settings()
+    if settings.vector_index == "lancedb" and not (settings.lancedb_dir / f"{settings.lancedb_table}.lance").exists():
+        return []  # nothing indexed yet: no model to load
     with ThreadPoolExecutor(max_workers=1) as pool:
         query_vector = pool.submit(lambda: build_embedder(settings).embed_query(question))
         index = build_vector_index(settings)
@@ -142,7 +144,7 @@ def print_status(target: Console, rows: list[DocumentStatus], metrics: list[dict
     """Legible in 80 columns: one line per document; errors and leases as notes under the table. A terminal
     of :data:`WIDE` columns or more also shows document ids, versions, vectors and seconds."""
     wide = target.width >= WIDE
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0), title_justify="left")
     table.add_column("document", overflow="fold", min_width=20, ratio=1)
     if wide:
         table.add_column("id", no_wrap=True)
@@ -178,10 +180,16 @@ def print_status(target: Console, rows: list[DocumentStatus], metrics: list[dict
         target.print("[yellow]No documents yet: ray-rag ingest FILE.pdf[/]")
     else:
         target.print(table)
-    for note in notes:
-        target.print(f"  • {note}", overflow="fold", highlight=False)
+    if notes:
+        bullets = Table.grid(padding=(0, 1, 0, 2))
+        bullets.add_column(no_wrap=True)
+        bullets.add_column(overflow="fold")
+        for note in notes:
+            bullets.add_row("•", note)
+        target.print(bullets, highlight=False)
 
-    daily = Table(title="Daily totals", box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    daily = Table(title="Daily totals", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0),
+                  title_justify="left")
     columns = (("day", "day"), ("done", "documents_completed"), ("failed", "documents_failed"), ("pages", "pages"),
                ("chunks", "chunks"), ("tokens", "tokens"), ("cost", "cost_usd"), ("seconds", "seconds"))
     for label, _ in columns:
