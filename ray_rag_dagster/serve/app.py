@@ -94,7 +94,6 @@ class SearchService:
         self._lock = threading.Lock()
         self.searches = 0
 
-
     def search(self, question: str, k: int) -> list[dict[str, Any]]:
         vector = self.embedder.embed_query(question)
         hits = self.index.search(question, vector, k)
