@@ -60,11 +60,11 @@ def onnx_model_files(models_dir: Path, model_name: str) -> OnnxModelFiles:
 
 def ensure_onnx_model(models_dir: Path, model_name: str) -> OnnxModelFiles:
     """Export ``model_name`` to ONNX once; later calls (any process) find it on disk."""
-    from filelock import FileLock
-
     files = onnx_model_files(models_dir, model_name)
     if files.complete():
         return files
+    from filelock import FileLock
+
     files.folder.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(files.folder) + ".lock"):
         if not files.complete():  # another worker may have finished while this one waited
