@@ -12,11 +12,12 @@ from typing import Any
 
 PASSAGE_CHARS = 600
 # Words too common to be worth highlighting (and to steer which part of a long chunk is shown).
-_COMMON = frozenset(  # noqa: SIM905 - a word list reads better as one string
+_COMMON_WORDS = (
     "the and for with what which who whom whose when where why how are was were is be been being this that these "
     "those from into onto than then there their them they its it's of to in on at by or an a as not no any all "
-    "can could should would will may might must does did do has have had about after before between during".split()
+    "can could should would will may might must does did do has have had about after before between during"
 )
+_COMMON = frozenset(_COMMON_WORDS.split())
 
 
 @dataclass(frozen=True)
