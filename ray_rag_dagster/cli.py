@@ -205,6 +205,8 @@ def dev(port: Annotated[int, typer.Option(help="Dagster UI port.")] = 3000) -> N
         subprocess.Popen([str(binaries / "dagster-daemon"), "run", *common]),
     ]
     console.print(f"Dagster UI on http://127.0.0.1:{port} — drop PDFs into {settings.inbox_dir}; Ctrl-C stops.")
+    # SIGTERM (a service manager, a benchmark) stops the children too, like Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         while all(process.poll() is None for process in processes):
             time.sleep(1)

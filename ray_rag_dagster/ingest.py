@@ -20,10 +20,6 @@ from pathlib import Path
 
 from ray_rag_dagster.settings import Settings
 
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
-
-
 @dataclass
 class IngestOutcome:
     path: Path
@@ -56,7 +52,7 @@ def ingest_paths(
     from ray_rag_dagster.backends.status_store import COMPLETED, FAILED
     from ray_rag_dagster.defs import build_definitions
     from ray_rag_dagster.defs.assets import OWNER_TAG, TRIGGER_TAG
-    from ray_rag_dagster.defs.partitions import documents, partition_ranges
+    from ray_rag_dagster.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, documents, partition_ranges
     from ray_rag_dagster.dagster_home import prepare_dagster_home
     from ray_rag_dagster.ids import document_id_for, version_of
 

@@ -18,7 +18,7 @@ import dagster as dg
 
 from ray_rag_dagster.backends.status_store import PENDING
 from ray_rag_dagster.defs.assets import TRIGGER_TAG, ingest_assets
-from ray_rag_dagster.defs.partitions import documents, partition_ranges
+from ray_rag_dagster.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, documents, partition_ranges
 from ray_rag_dagster.defs.resources import RagPipeline
 from ray_rag_dagster.ids import document_id_for, version_of
 from ray_rag_dagster.stages.remove import remove_document
@@ -39,9 +39,8 @@ def batch_request(keys: list[str], versions: dict[str, str], tags: dict[str, str
     run_key = f"{keys[0]}..{keys[-1]}:{digest}"
     if len(keys) == 1:
         return dg.RunRequest(run_key=run_key, partition_key=keys[0], tags=tags)
-    return dg.RunRequest(
-        run_key=run_key, partition_key_range=dg.PartitionKeyRange(keys[0], keys[-1]), tags=tags
-    )
+    # A range is given by these tags (RunRequest.partition_key_range reads them), as a backfill does.
+    return dg.RunRequest(run_key=run_key, tags={**tags, RANGE_START_TAG: keys[0], RANGE_END_TAG: keys[-1]})
 
 
 @dg.sensor(
