@@ -96,8 +96,14 @@ def ingest_paths(
     stop = threading.Event()
 
     def follow() -> None:
-        # The runs execute in this thread; report what the status store says the documents reached.
+        # The runs execute in this thread; report what the status store says the documents reached, and
+        # keep the claims of documents still waiting for their batch alive (heartbeat).
+        beats = 0
         while not stop.wait(0.5):
+            beats += 1
+            if beats % max(int(settings.lease_seconds / 5 / 0.5), 1) == 0:
+                for outcome in claimed:
+                    status.renew(outcome.document_id, outcome.version, owner, settings.lease_seconds)
             rows = [status.get(outcome.document_id, outcome.version) for outcome in claimed]
             done = sum(1 for row in rows if row and row.status in (COMPLETED, FAILED))
             stages: dict[str, int] = {}

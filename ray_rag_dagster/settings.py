@@ -101,8 +101,9 @@ class Settings(BaseSettings):
     lancedb_table: str = "chunks"
     search_text_weight: float = Field(0.7, ge=0.0, le=1.0)
 
-    # Status leases: a run that crashed frees its documents after this long.
-    lease_seconds: int = 3600
+    # Status leases: a live run renews its documents' leases every lease_seconds / 5 (heartbeat); a run
+    # that died frees them after this long, and the sensor requests them again.
+    lease_seconds: int = Field(300, ge=10)
 
     @property
     def objects_dir(self) -> Path:

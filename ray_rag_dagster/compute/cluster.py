@@ -140,7 +140,8 @@ class LocalCluster:
         ]
         self.token_path.write_text(secrets.token_hex(32))
         self.token_path.chmod(0o600)
-        environment = {**os.environ, **WORKER_ENV, **self.auth_environment()}
+        # A local head has nothing to drain to: stop at once when the last user leaves.
+        environment = {**os.environ, **WORKER_ENV, **self.auth_environment(), "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "1"}
         process = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=environment,
                                    start_new_session=True)  # outlives the process that started it
         address = f"127.0.0.1:{port}"

@@ -5,7 +5,7 @@ partitions, at most ``partitions_per_run`` documents each (new partitions are ap
 one tick form one contiguous range; a changed file's older partition gets a range of its own). Fifty PDFs
 dropped at once are two runs, not fifty. The cursor remembers the version (ETag) last seen for each key, and
 the run key holds the versions, so an identical re-upload requests nothing and a changed file is requested
-once. A version that another orchestrator (the CLI) already processed or is processing is not requested
+once. A version whose run died (its lease expired: live runs renew theirs) is requested again. A version that another orchestrator (the CLI) already processed or is processing is not requested
 again. A PDF that disappears from the inbox has its outputs and vectors removed, its status set to DELETED
 and its partition deleted.
 """
@@ -13,10 +13,11 @@ and its partition deleted.
 
 import hashlib
 import json
+import time
 
 import dagster as dg
 
-from ray_rag_dagster.backends.status_store import PENDING
+from ray_rag_dagster.backends.status_store import IN_PROGRESS, PENDING
 from ray_rag_dagster.defs.assets import TRIGGER_TAG, ingest_assets
 from ray_rag_dagster.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, documents, partition_ranges
 from ray_rag_dagster.defs.resources import RagPipeline
@@ -73,6 +74,13 @@ def inbox_sensor(context: dg.SensorEvaluationContext, pipeline: RagPipeline) -> 
             context.log.info(f"{info.key} version {version} is already {row.status}; no run requested")
             continue
         wanted[document_id] = version
+    # Reap: a version whose run died holds an expired lease; request it again under a new run key.
+    now = time.time()
+    for row in status.documents():
+        if (row.status == IN_PROGRESS and row.lease_expires_at is not None and row.lease_expires_at < now
+                and current.get(row.source_key) == row.processing_version and row.document_id not in wanted):
+            wanted[row.document_id] = f"{row.processing_version}@{row.lease_expires_at:.0f}"
+            context.log.warning(f"{row.source_key}: the lease of {row.owner} expired; requesting it again")
     deleted_partitions = []
     for key in sorted(set(seen) - set(current)):
         document_id = document_id_for(key)
