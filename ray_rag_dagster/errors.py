@@ -12,3 +12,11 @@ class DocumentError(Exception):
         self.document = document
         self.reason = reason
         super().__init__(f"{document}: {reason}")
+
+
+class DocumentGone(DocumentError):
+    """The source PDF was deleted or replaced while its version was being processed.
+
+    Not a failure of the document: the run stops working on this version; the newer version (or the
+    delete) is handled by its own request.
+    """

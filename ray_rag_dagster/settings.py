@@ -69,11 +69,18 @@ class Settings(BaseSettings):
         }
     )
 
-    # Ray: None starts a private local cluster in the process that needs it; "auto" or
-    # "ray://host:10001" joins a running cluster.
+    # Ray: None starts (or joins) the machine's shared local cluster; "auto" (inside a Ray job) or
+    # "host:port" joins a running cluster.
     ray_address: str | None = None
-    ray_num_cpus: int | None = None
+    ray_num_cpus: int | None = None  # CPUs of the local cluster (default: all)
     ray_object_store_mb: int = 256
+    ray_workers: int | None = None  # warm stage workers (default: one per CPU of the cluster)
+    ray_worker_memory_mb: int = 3072  # Ray memory each worker reserves (docling peaks at ~1.7 GB)
+    # Runs: documents per Dagster run (BackfillPolicy.multi_run; the sensor and the CLI batch the same way).
+    partitions_per_run: int = Field(25, ge=1)
+    # Any task over this fails its document (a hung PDF must not hold a run forever).
+    stage_timeout_seconds: float = 900
+    stage_attempts: int = Field(3, ge=1)  # tries of a task that failed transiently (worker lost, ...)
     # Docling keeps memory after each conversion (docling issues #1311, #2788): recycle an extract worker
     # after this many documents. 0 keeps workers forever.
     extract_max_calls: int = 20
@@ -94,8 +101,9 @@ class Settings(BaseSettings):
     lancedb_table: str = "chunks"
     search_text_weight: float = Field(0.7, ge=0.0, le=1.0)
 
-    # Status leases: a run that crashed frees its documents after this long.
-    lease_seconds: int = 3600
+    # Status leases: a live run renews its documents' leases every lease_seconds / 5 (heartbeat); a run
+    # that died frees them after this long, and the sensor requests them again.
+    lease_seconds: int = Field(300, ge=10)
 
     @property
     def objects_dir(self) -> Path:

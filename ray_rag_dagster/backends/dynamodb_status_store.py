@@ -187,6 +187,21 @@ class DynamoDBStatusStore(StatusStore):
         self._audit(document_id, version, previous.get("status"), IN_PROGRESS, None, owner, "claimed")
         return Claim(True, "claimed", owner)
 
+    def release(self, document_id: str, version: str, owner: str, reason: str) -> bool:
+        try:
+            self.control.update_item(
+                Key=self._key(document_id, version),
+                UpdateExpression="SET #status = :pending, updated_at = :updated REMOVE lease_expires_at",
+                ConditionExpression="#status = :in_progress AND #owner = :owner",
+                ExpressionAttributeNames=_NAMES,
+                ExpressionAttributeValues={":pending": PENDING, ":in_progress": IN_PROGRESS, ":owner": owner,
+                                           ":updated": utc_now()},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        self._audit(document_id, version, IN_PROGRESS, PENDING, None, owner, reason)
+        return True
+
     def record_stage(self, document_id: str, version: str, stage: str, **counts: float) -> None:
         unknown = set(counts) - set(COUNT_FIELDS)
         if unknown:
@@ -200,17 +215,41 @@ class DynamoDBStatusStore(StatusStore):
         )
         self._audit(document_id, version, IN_PROGRESS, IN_PROGRESS, stage, None, f"{stage} done")
 
-    def complete(self, document_id: str, version: str) -> None:
-        row = self.control.update_item(
-            Key=self._key(document_id, version),
-            UpdateExpression="SET #status = :completed, updated_at = :updated REMOVE lease_expires_at",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":completed": COMPLETED, ":updated": utc_now()},
-            ReturnValues="ALL_NEW",
-        )["Attributes"]
+    def renew(self, document_id: str, version: str, owner: str, lease_seconds: int) -> bool:
+        try:
+            self.control.update_item(
+                Key=self._key(document_id, version),
+                UpdateExpression="SET lease_expires_at = :lease",
+                ConditionExpression="#status = :in_progress AND #owner = :owner",
+                ExpressionAttributeNames=_NAMES,
+                ExpressionAttributeValues={":lease": _number(time.time() + lease_seconds),
+                                           ":in_progress": IN_PROGRESS, ":owner": owner},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def complete(self, document_id: str, version: str, owner: str | None = None) -> bool:
+        condition = "attribute_exists(document_id) AND #status <> :deleted"
+        values: dict[str, Any] = {":completed": COMPLETED, ":updated": utc_now(), ":deleted": DELETED}
+        if owner is not None:
+            condition += " AND #status = :in_progress AND #owner = :owner"
+            values |= {":in_progress": IN_PROGRESS, ":owner": owner}
+        try:
+            row = self.control.update_item(
+                Key=self._key(document_id, version),
+                UpdateExpression="SET #status = :completed, updated_at = :updated REMOVE lease_expires_at",
+                ConditionExpression=condition,
+                ExpressionAttributeNames=_NAMES,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
         self._audit(document_id, version, IN_PROGRESS, COMPLETED, row.get("current_stage"), row.get("owner"))
         counts = {name: float(row.get(name, 0)) for name in ("pages", "chunks", "tokens", "cost_usd", "seconds")}
         self._add_metrics(documents_completed=1, **counts)
+        return True
 
     def fail(self, document_id: str, version: str, stage: str, error: str) -> None:
         previous = self.control.update_item(

@@ -34,6 +34,10 @@ class ObjectStore(abc.ABC):
     def get_bytes(self, key: str) -> bytes: ...
 
     @abc.abstractmethod
+    def get_with_etag(self, key: str) -> tuple[bytes, str]:
+        """The object and the ETag of exactly those bytes (one read: no race with a replacement)."""
+
+    @abc.abstractmethod
     def list(self, prefix: str) -> list[ObjectInfo]:
         """Objects under ``prefix``, sorted by key."""
 
@@ -94,6 +98,10 @@ class LocalObjectStore(ObjectStore):
         if not path.is_file():
             raise FileNotFoundError(f"no object {self.uri(key)}")
         return path.read_bytes()
+
+    def get_with_etag(self, key: str) -> tuple[bytes, str]:
+        data = self.get_bytes(key)
+        return data, hashlib.md5(data).hexdigest()
 
     def _etag(self, path: Path, stat: os.stat_result) -> str:
         cached = self._etags.get(path)
@@ -162,6 +170,13 @@ class S3ObjectStore(ObjectStore):
         except self.client.exceptions.NoSuchKey:
             raise FileNotFoundError(f"no object {self.uri(key)}") from None
 
+    def get_with_etag(self, key: str) -> tuple[bytes, str]:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+        except self.client.exceptions.NoSuchKey:
+            raise FileNotFoundError(f"no object {self.uri(key)}") from None
+        return response["Body"].read(), response["ETag"].strip('"')
+
     def list(self, prefix: str) -> list[ObjectInfo]:
         # The paginator follows continuation tokens: S3 returns at most 1,000 keys a page.
         paginator = self.client.get_paginator("list_objects_v2")
@@ -176,9 +191,17 @@ class S3ObjectStore(ObjectStore):
         keys = [info.key for info in self.list(prefix)]
         for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
             batch = keys[start : start + 1000]
-            self.client.delete_objects(
+            response = self.client.delete_objects(
                 Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True}
             )
+            # A multi-object delete answers 200 even when keys fail (AccessDenied): surface them.
+            errors = response.get("Errors") or []
+            if errors:
+                first = errors[0]
+                raise PermissionError(
+                    f"could not delete {len(errors)} of {len(batch)} objects under {self.uri(prefix)}: "
+                    f"{first.get('Code')} on {first.get('Key')}: {first.get('Message')}"
+                )
         return len(keys)
 
     def uri(self, key: str) -> str:

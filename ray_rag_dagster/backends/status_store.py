@@ -83,11 +83,24 @@ class StatusStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    def release(self, document_id: str, version: str, owner: str, reason: str) -> bool:
+        """Give up ``owner``'s claim on an unfinished version (back to PENDING, no lease); True if it held one."""
+
+    @abc.abstractmethod
     def record_stage(self, document_id: str, version: str, stage: str, **counts: float) -> None:
         """Note that ``stage`` finished; set the given counts."""
 
     @abc.abstractmethod
-    def complete(self, document_id: str, version: str) -> None: ...
+    def complete(self, document_id: str, version: str, owner: str | None = None) -> bool:
+        """COMPLETED, if ``owner`` (when given) still holds the claim and the version was not deleted.
+
+        Conditional: a run that lost its claim (lease expired and taken over) or whose document was
+        deleted meanwhile does not count; it gets False and must undo what it loaded.
+        """
+
+    @abc.abstractmethod
+    def renew(self, document_id: str, version: str, owner: str, lease_seconds: int) -> bool:
+        """Extend ``owner``'s lease (a heartbeat while it works); False if it no longer holds the claim."""
 
     @abc.abstractmethod
     def fail(self, document_id: str, version: str, stage: str, error: str) -> None: ...
@@ -165,6 +178,9 @@ class SqliteStatusStore(StatusStore):
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         db.row_factory = sqlite3.Row
+        # WAL + NORMAL: a commit does not wait for fsync (a power cut may lose the last transitions, never
+        # corrupt the file); batch runs write several rows per document and stage.
+        db.execute("PRAGMA synchronous=NORMAL")
         return db
 
     @contextmanager
@@ -275,6 +291,19 @@ class SqliteStatusStore(StatusStore):
             self._audit(db, document_id, version, row.status, IN_PROGRESS, None, owner, "claimed")
             return Claim(True, "claimed", owner)
 
+    def release(self, document_id: str, version: str, owner: str, reason: str) -> bool:
+        with self._transaction() as db:
+            row = self._get(db, document_id, version)
+            if row is None or row.status != IN_PROGRESS or row.owner != owner:
+                return False
+            db.execute(
+                "UPDATE control SET status = ?, lease_expires_at = NULL, updated_at = ?"
+                " WHERE document_id = ? AND processing_version = ?",
+                (PENDING, utc_now(), document_id, version),
+            )
+            self._audit(db, document_id, version, IN_PROGRESS, PENDING, row.current_stage, owner, reason)
+            return True
+
     def record_stage(self, document_id: str, version: str, stage: str, **counts: float) -> None:
         unknown = set(counts) - set(COUNT_FIELDS)
         if unknown:
@@ -290,11 +319,22 @@ class SqliteStatusStore(StatusStore):
             self._audit(db, document_id, version, row.status if row else None, IN_PROGRESS, stage,
                         row.owner if row else None, f"{stage} done")
 
-    def complete(self, document_id: str, version: str) -> None:
+    def renew(self, document_id: str, version: str, owner: str, lease_seconds: int) -> bool:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE control SET lease_expires_at = ? WHERE document_id = ? AND processing_version = ?"
+                " AND status = ? AND owner = ?",
+                (time.time() + lease_seconds, document_id, version, IN_PROGRESS, owner),
+            )
+            return cursor.rowcount == 1
+
+    def complete(self, document_id: str, version: str, owner: str | None = None) -> bool:
         with self._transaction() as db:
             row = self._get(db, document_id, version)
             if row is None:
                 raise KeyError(f"{document_id} version {version} is not registered")
+            if row.status == DELETED or (owner is not None and (row.status != IN_PROGRESS or row.owner != owner)):
+                return False
             db.execute(
                 "UPDATE control SET status = ?, lease_expires_at = NULL, updated_at = ?"
                 " WHERE document_id = ? AND processing_version = ?",
@@ -304,6 +344,7 @@ class SqliteStatusStore(StatusStore):
             counts = {name: row.counts.get(name, 0) or 0 for name in ("pages", "chunks", "tokens", "cost_usd",
                                                                        "seconds")}
             self._add_metrics(db, documents_completed=1, **counts)
+            return True
 
     def fail(self, document_id: str, version: str, stage: str, error: str) -> None:
         with self._transaction() as db:

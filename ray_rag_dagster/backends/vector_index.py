@@ -1,16 +1,22 @@
 """The searchable index: chunk text, full metadata and vectors.
 
 Search is hybrid: clinical questions are keyword-heavy (doses, thresholds, lab names), where BM25 finds the
-passage that dense vectors miss, so full-text and vector rankings are fused (reciprocal rank fusion).
+passage that dense vectors miss, so full-text and vector rankings are fused by score.
 Row ids come from document id + chunk content: re-loading a document replaces its rows, never duplicates
 them, and rows of its earlier versions are deleted in the same commit.
+
+Writes are safe under concurrency: every write to the local LanceDB folder holds one file lock (any
+process on the machine: loads of concurrent runs queue instead of racing), creating the table happens under
+that lock (the first two loads into an empty index both keep their rows), a commit conflict from any
+other writer is retried with backoff, and the full-text index is updated incrementally (``optimize``
+adds the new rows to it) instead of being rebuilt over the whole table for every document.
 """
 
 from __future__ import annotations
 
 import abc
 import json
-import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +25,8 @@ import numpy as np
 import pyarrow as pa
 
 from ray_rag_dagster.ids import safe_document_id
+
+WRITE_ATTEMPTS = 8
 
 CANDIDATES_PER_HIT = 4
 MIN_CANDIDATES = 20
@@ -120,13 +128,11 @@ def _schema(dimension: int) -> pa.Schema:
 class LanceDBIndex(VectorIndex):
     """LanceDB embedded in a local folder, with a native full-text index on the chunk text."""
 
-    # Concurrent writers in one process would race on the FTS rebuild; lance itself retries commits.
-    _lock = threading.Lock()
-
     def __init__(self, path: Path, table_name: str = "chunks", text_weight: float = 0.7) -> None:
         import lancedb
 
         self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
         self.table_name = table_name
         self.text_weight = text_weight
         self.db = lancedb.connect(str(self.path))
@@ -135,6 +141,24 @@ class LanceDBIndex(VectorIndex):
         if self.table_name not in self.db.list_tables().tables:
             return None
         return self.db.open_table(self.table_name)
+
+    def _write(self, operation: Callable[[], int]) -> int:
+        """Run a write under the folder's lock, retrying commit conflicts (another writer) with backoff."""
+        from filelock import FileLock
+        from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+        def conflict(error: BaseException) -> bool:
+            message = str(error).lower()
+            return "commit conflict" in message or "retryable" in message
+
+        attempt = retry(
+            retry=retry_if_exception(conflict),
+            stop=stop_after_attempt(WRITE_ATTEMPTS),
+            wait=wait_random_exponential(multiplier=0.2, max=5),
+            reraise=True,
+        )(operation)
+        with FileLock(str(self.path / f".{self.table_name}.write.lock")):
+            return attempt()
 
     def replace_document(self, document_id: str, records: list[IndexRecord]) -> int:
         document_id = safe_document_id(document_id)
@@ -155,32 +179,46 @@ class LanceDBIndex(VectorIndex):
             for record in records
         ]
         data = pa.Table.from_pylist(rows, schema=_schema(dimension))
-        from lancedb.index import FTS
 
-        with self._lock:
+        def write() -> int:
+            from lancedb.index import FTS
+
             table = self._table()
             if table is None:
-                table = self.db.create_table(self.table_name, data=data, exist_ok=True)
+                table = self.db.create_table(self.table_name, data=data)
+                table.create_index("search_text", config=FTS())
+                return 0
+            (
+                table.merge_insert("id")
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+                .when_not_matched_by_source_delete(f"document_id = '{document_id}'")
+                .execute(data)
+            )
+            if not any(index.columns == ["search_text"] for index in table.list_indices()):
+                table.create_index("search_text", config=FTS())
             else:
-                (
-                    table.merge_insert("id")
-                    .when_matched_update_all()
-                    .when_not_matched_insert_all()
-                    .when_not_matched_by_source_delete(f"document_id = '{document_id}'")
-                    .execute(data)
-                )
-            table.create_index("search_text", config=FTS(), replace=True)
+                # Adds the new rows to the existing full-text index (unindexed rows are still searched,
+                # flat, until then); old row versions older than a week are pruned.
+                table.optimize()
+            return 0
+
+        self._write(write)
         return self.count(document_id)
 
     def delete_document(self, document_id: str) -> int:
         document_id = safe_document_id(document_id)
-        table = self._table()
-        if table is None:
-            return 0
-        before = table.count_rows(f"document_id = '{document_id}'")
-        with self._lock:
-            table.delete(f"document_id = '{document_id}'")
-        return before
+
+        def delete() -> int:
+            table = self._table()
+            if table is None:
+                return 0
+            before = table.count_rows(f"document_id = '{document_id}'")
+            if before:
+                table.delete(f"document_id = '{document_id}'")
+            return before
+
+        return self._write(delete)
 
     def count(self, document_id: str | None = None) -> int:
         table = self._table()

@@ -1,30 +1,37 @@
-"""The five stages as Dagster assets, one partition per document.
+"""The five stages as Dagster assets, one partition per document, computed in batch-sized runs.
 
-Each asset is thin: it resolves its input (a small manifest from the upstream asset), submits the stage
-function to Ray through :class:`RayRunner`, and records metadata and status. Payloads stay in object storage.
+The five assets (``extracted_pages`` → ``chunks`` → ``enriched_chunks`` → ``embeddings`` →
+``vector_index_entries``) are the specs of one multi-asset, so that one run can:
+
+- take many partitions (``BackfillPolicy.multi_run``: a backfill of 1,000 documents is ⌈1000/N⌉ runs),
+- stream every document through the selected stages on Ray at once, stages of different documents
+  overlapping (:func:`ray_rag_dagster.compute.flow.run_stages`),
+- report one materialization per document and stage, with that document's metadata, as soon as it is done,
+- and let one bad document fail alone: Dagster cannot mark a single partition of a multi-partition step
+  as failed (dagster-io/dagster#17836), so the step records every good partition first and fails last,
+  naming each failed document; Dagster then shows exactly those partitions as failed.
+
+Selecting a single asset in the UI runs that stage only (the multi-asset can be subset); inputs are found
+from the partition and the document's version (keys in :mod:`ray_rag_dagster.stages.keys`), so nothing
+but metadata flows through Dagster.
 """
 
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 
-from ray_rag_dagster.backends.status_store import StatusStore
+from ray_rag_dagster.backends.status_store import DELETED, StatusStore
+from ray_rag_dagster.compute.flow import STAGES, StageResult, run_stages
+from ray_rag_dagster.compute.workers import Placement
+from ray_rag_dagster.defs.checks import CHECK_SPECS, evaluate_checks
 from ray_rag_dagster.defs.partitions import documents
-from ray_rag_dagster.defs.ray_runner import RayPlacement, RayRunner
 from ray_rag_dagster.defs.resources import RagPipeline
-from ray_rag_dagster.errors import DocumentError
 from ray_rag_dagster.ids import document_id_for, version_of
-from ray_rag_dagster.stages.chunk import run_chunk
-from ray_rag_dagster.stages.embed import run_embed
-from ray_rag_dagster.stages.enrich import run_enrich
-from ray_rag_dagster.stages.extract import merge_extract, plan_extract, run_extract
-from ray_rag_dagster.stages.load import run_load
+from ray_rag_dagster.settings import Settings
 from ray_rag_dagster.stages.manifest import DocumentRef, StageOutput
-from ray_rag_dagster.stages.remove import remove_document
+from ray_rag_dagster.stages.remove import remove_document, remove_other_versions
 
 GROUP = "rag_ingest"
 OWNER_TAG = "ray_rag/owner"  # set by the CLI, which claims documents before it launches their runs
@@ -33,19 +40,66 @@ TRIGGER_TAG = "ray_rag/trigger"  # "sensor" | "cli"; anything else (the UI, the 
 STATUS_COUNTS = {"extract": ("pages",), "chunk": ("chunks",), "load": ("vectors",)}
 TOTALS = ("seconds", "tokens", "cost_usd")
 
+ASSET_OF_STAGE = {
+    "extract": "extracted_pages",
+    "chunk": "chunks",
+    "enrich": "enriched_chunks",
+    "embed": "embeddings",
+    "load": "vector_index_entries",
+}
+STAGE_OF_ASSET = {asset: stage for stage, asset in ASSET_OF_STAGE.items()}
+_DESCRIPTIONS = {
+    "extract": "Per-page Markdown of the PDF, from docling (offline layout + table engines by default), with "
+    "`<!-- BOUNDARY -->` between elements and tables as Markdown. Stored under `extracted/<doc>/<version>/` "
+    "(raw text: short lifecycle).",
+    "chunk": "Boundary-aware chunks (~1500 characters; tables and paragraphs never split) with page range, "
+    "heading path and content hash. Stored under `chunks/<doc>/<version>/` (raw text).",
+    "enrich": "Chunks with PII (emails, phone numbers, SSNs) redacted to [REDACTED], named entities (people, "
+    "organisations, medications) and key phrases. Stored under `enriched/<doc>/<version>/`.",
+    "embed": "One vector per enriched chunk (long chunks pooled over the model's token windows). "
+    "Stored under `embeddings/<doc>/<version>/`.",
+    "load": "The document's rows in the vector index (text, metadata, vector; ids from document + chunk "
+    "content), replacing any earlier version's rows. Searchable with hybrid full-text + vector search.",
+}
+_KINDS = {
+    "extract": {"docling", "ray", "pdf"},
+    "chunk": {"ray", "markdown"},
+    "enrich": {"ray", "python"},
+    "embed": {"ray", "onnx"},
+    "load": {"ray", "lancedb"},
+}
 
-def _metadata(output: StageOutput, placement: RayPlacement) -> dict[str, Any]:
+
+def _specs() -> list[dg.AssetSpec]:
+    specs = []
+    for position, stage in enumerate(STAGES):
+        specs.append(
+            dg.AssetSpec(
+                ASSET_OF_STAGE[stage],
+                deps=[ASSET_OF_STAGE[STAGES[position - 1]]] if position else [],
+                partitions_def=documents,
+                group_name=GROUP,
+                kinds=_KINDS[stage],
+                description=_DESCRIPTIONS[stage],
+                skippable=True,  # materializations are reported per partition, as each document finishes
+            )
+        )
+    return specs
+
+
+def stage_metadata(output: StageOutput, placement: Placement | None) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "document_id": dg.MetadataValue.text(output.document.document_id),
         "source": dg.MetadataValue.text(output.document.source_key),
         "processing_version": dg.MetadataValue.text(output.document.version),
         "output": dg.MetadataValue.url(output.uri),
         "seconds": dg.MetadataValue.float(round(output.seconds, 3)),
-        "pipeline_seconds": dg.MetadataValue.float(round(output.totals["seconds"], 3)),
-        "pipeline_tokens": dg.MetadataValue.int(int(output.totals["tokens"])),
-        "pipeline_usd": dg.MetadataValue.float(round(output.totals["cost_usd"], 6)),
-        "ray_node": dg.MetadataValue.text(f"{placement.node_id[:12]} ({placement.host}, pid {placement.pid})"),
+        "pipeline_seconds": dg.MetadataValue.float(round(output.totals.get("seconds", 0.0), 3)),
+        "pipeline_tokens": dg.MetadataValue.int(int(output.totals.get("tokens", 0))),
+        "pipeline_usd": dg.MetadataValue.float(round(output.totals.get("cost_usd", 0.0), 6)),
     }
+    if placement is not None:
+        metadata["ray_node"] = dg.MetadataValue.text(f"{placement.node_id[:12]} ({placement.host}, pid {placement.pid})")
     for name, value in output.counts.items():
         if name == "cost_usd":
             metadata["estimated_usd"] = dg.MetadataValue.float(float(value))
@@ -55,182 +109,209 @@ def _metadata(output: StageOutput, placement: RayPlacement) -> dict[str, Any]:
             metadata[name] = dg.MetadataValue.float(float(value))
     for name, value in output.details.items():
         metadata[name] = dg.MetadataValue.text(value)
-    if "estimated_usd" not in metadata:
-        metadata["estimated_usd"] = dg.MetadataValue.float(0.0)
+    metadata.setdefault("estimated_usd", dg.MetadataValue.float(0.0))
     return metadata
 
 
-@contextmanager
-def _failures_recorded(pipeline: RagPipeline, stage: str, document: DocumentRef) -> Iterator[None]:
-    """Turn any stage failure into a FAILED status row and a one-line run failure naming the document."""
-    try:
-        yield
-    except DocumentError as error:
-        pipeline.status_store().fail(document.document_id, document.version, stage, str(error))
-        raise dg.Failure(description=str(error), allow_retries=False) from None
-    except Exception as error:  # noqa: BLE001 - any stage crash must end FAILED with a reason
-        cause = getattr(error, "cause", None) or error
-        first_line = (str(cause).strip().splitlines() or [type(cause).__name__])[-1]
-        reason = f"{document.name}: {stage} failed: {type(cause).__name__}: {first_line}"
-        pipeline.status_store().fail(document.document_id, document.version, stage, reason)
-        raise dg.Failure(description=reason) from error
-
-
-def _record(
-    context: dg.AssetExecutionContext,
-    pipeline: RagPipeline,
-    output: StageOutput,
-    placement: RayPlacement,
-    upstream: StageOutput | None,
-) -> dg.Output:
-    """Add this stage to the document's running totals, mirror them to the status store, emit metadata."""
-    document = output.document
-    previous = upstream.totals if upstream else {}
-    this_stage = {"seconds": output.seconds, **output.counts}
-    output.totals = {name: previous.get(name, 0.0) + float(this_stage.get(name, 0.0)) for name in TOTALS}
-    counts = {name: output.counts[name] for name in STATUS_COUNTS.get(output.stage, ()) if name in output.counts}
-    pipeline.status_store().record_stage(document.document_id, document.version, output.stage, **output.totals, **counts)
-    context.log.info(f"{output.stage} {document.name}: {output.counts} in {output.seconds:.2f}s on {placement.host}")
-    return dg.Output(output.model_dump(), metadata=_metadata(output, placement))
-
-
-def _submit(
-    context: dg.AssetExecutionContext,
-    pipeline: RagPipeline,
-    ray_runner: RayRunner,
-    fn: Callable[..., StageOutput],
-    stage: str,
-    upstream: StageOutput,
-) -> dg.Output:
-    """Run one stage on Ray on the upstream stage's output; record status and metadata."""
-    with _failures_recorded(pipeline, stage, upstream.document):
-        output, placement = ray_runner.run(fn, pipeline.settings(), upstream.document, upstream.key)
-    return _record(context, pipeline, output, placement, upstream)
-
-
-def _resolve_document(
+def resolve_documents(
     context: dg.AssetExecutionContext, pipeline: RagPipeline, status: StatusStore
-) -> DocumentRef | None:
-    """The partition's source PDF and its current version (content hash); None if it left the inbox."""
-    document_id = context.partition_key
-    known = status.get(document_id)
-    if known is None:
-        raise dg.Failure(description=f"{document_id}: unknown document (no status row); add it through the inbox")
+) -> tuple[list[DocumentRef], list[str]]:
+    """The run's documents at their current version in the inbox; and the partitions whose PDF is gone."""
     store = pipeline.object_store()
-    current = [info for info in store.list(known.source_key) if info.key == known.source_key]
-    if not current:
-        return None
-    assert document_id_for(known.source_key) == document_id
-    version = version_of(current[0].etag)
-    status.register(document_id, version, known.source_key)
-    return DocumentRef(document_id=document_id, version=version, source_key=known.source_key)
+    found, gone = [], []
+    for document_id in context.partition_keys:
+        known = status.get(document_id)
+        if known is None:
+            raise dg.Failure(description=f"{document_id}: unknown document (no status row); add it through the inbox")
+        current = [info for info in store.list(known.source_key) if info.key == known.source_key]
+        if not current:
+            gone.append(document_id)
+            continue
+        assert document_id_for(known.source_key) == document_id
+        version = version_of(current[0].etag)
+        status.register(document_id, version, known.source_key)
+        found.append(DocumentRef(document_id=document_id, version=version, source_key=known.source_key))
+    return found, gone
 
 
-@dg.asset(
-    partitions_def=documents,
-    group_name=GROUP,
-    kinds={"docling", "ray", "pdf"},
-    output_required=False,
-    description="Per-page Markdown of the PDF, from docling (offline layout + table engines by default), "
-    "with `<!-- BOUNDARY -->` between elements and tables as Markdown. Stored under `extracted/`.",
-)
-def extracted_pages(
-    context: dg.AssetExecutionContext, pipeline: RagPipeline, ray_runner: RayRunner
-) -> Iterator[dg.Output]:
-    status = pipeline.status_store()
-    document = _resolve_document(context, pipeline, status)
-    if document is None:
-        # Deleted between the sensor's listing and this run: clean up instead of failing.
-        known = status.get(context.partition_key)
-        assert known is not None
-        removed = remove_document(pipeline.settings(), context.partition_key)
-        status.mark_deleted(context.partition_key, known.processing_version, f"{known.source_key} is no longer in the inbox")
-        context.log.warning(f"{known.source_key} is no longer in the inbox; removed its outputs {removed}")
-        return
+class LeaseHeartbeat:
+    """Renews the leases of the run's unfinished documents every ``lease / 5`` seconds while it works, so a
+    live run keeps long documents and a dead one's leases lapse within ``lease_seconds``."""
+
+    def __init__(
+        self, status: StatusStore, owner: str, lease_seconds: int, documents: list[DocumentRef], finished: set[str]
+    ) -> None:
+        import threading
+
+        self.status, self.owner, self.lease_seconds = status, owner, lease_seconds
+        self.documents, self.finished = documents, finished
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="lease-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while not self.stop.wait(self.lease_seconds / 5):
+            for document in list(self.documents):
+                if document.document_id not in self.finished:
+                    self.status.renew(document.document_id, document.version, self.owner, self.lease_seconds)
+
+    def __enter__(self) -> "LeaseHeartbeat":
+        if self.documents:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+
+class _Totals:
+    """Running seconds/tokens/cost per document version across the stages of this run."""
+
+    def __init__(self, status: StatusStore) -> None:
+        self.status = status
+        self.by_document: dict[tuple[str, str], dict[str, float]] = {}
+
+    def add(self, output: StageOutput) -> None:
+        document = output.document
+        key = (document.document_id, document.version)
+        if key not in self.by_document:
+            row = self.status.get(document.document_id, document.version)
+            known = row.counts if row and output.stage != "extract" else {}
+            self.by_document[key] = {name: float(known.get(name) or 0.0) for name in TOTALS}
+        totals = self.by_document[key]
+        this_stage = {"seconds": output.seconds, **output.counts}
+        for name in TOTALS:
+            totals[name] += float(this_stage.get(name, 0.0))
+        output.totals = dict(totals)
+        counts = {name: output.counts[name] for name in STATUS_COUNTS.get(output.stage, ()) if name in output.counts}
+        self.status.record_stage(document.document_id, document.version, output.stage, **totals, **counts)
+
+
+def _claim_documents(
+    context: dg.AssetExecutionContext, settings: Settings, status: StatusStore, candidates: list[DocumentRef]
+) -> list[DocumentRef]:
     tags = context.run.tags
     owner = tags.get(OWNER_TAG) or context.run.run_id
-    claim = status.claim(
-        document.document_id,
-        document.version,
-        owner,
-        pipeline.settings().lease_seconds,
-        reprocess=tags.get(TRIGGER_TAG) not in ("sensor", "cli"),
-    )
-    if not claim.granted:
-        # Another run (the CLI, or a sensor run) has or had this exact version: do nothing, skip downstream.
-        context.log.info(f"{document.name} version {document.version} not processed: {claim.reason}")
-        return
+    reprocess = tags.get(TRIGGER_TAG) not in ("sensor", "cli")
+    claimed = []
+    for document in candidates:
+        claim = status.claim(document.document_id, document.version, owner, settings.lease_seconds, reprocess=reprocess)
+        if claim.granted:
+            claimed.append(document)
+        else:
+            # Another run (the CLI, or a sensor run) has or had this exact version: nothing to do here.
+            context.log.info(f"{document.name} version {document.version} not processed: {claim.reason}")
+    return claimed
+
+
+@dg.multi_asset(
+    name="ingest",
+    specs=_specs(),
+    check_specs=CHECK_SPECS,
+    can_subset=True,
+    partitions_def=documents,
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=Settings().partitions_per_run),
+    # Whole-step retries for what the flow could not ride out (the cluster unreachable, the run's process
+    # interrupted); documents that failed on bad input are not retried (Failure(allow_retries=False)).
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=15, backoff=dg.Backoff.EXPONENTIAL),
+    description="The ingest pipeline: each selected stage for each document of the run, streamed on Ray.",
+)
+def ingest(context: dg.AssetExecutionContext, pipeline: RagPipeline) -> Iterator[Any]:
     settings = pipeline.settings()
-    started = time.perf_counter()
-    with _failures_recorded(pipeline, "extract", document):
-        page_ranges, _ = ray_runner.run(plan_extract, settings, document, document.source_key)
-        parts = ray_runner.run_many(
-            run_extract,
-            [(settings, document, document.source_key, page_range) for page_range in page_ranges],
-            max_calls=settings.extract_max_calls,
+    status = pipeline.status_store()
+    selected = {key.to_user_string() for key in context.selected_asset_keys}
+    stages = [stage for stage in STAGES if ASSET_OF_STAGE[stage] in selected]
+    candidates, gone = resolve_documents(context, pipeline, status)
+    for document_id in gone:
+        # Deleted between the sensor's listing and this run: clean up instead of failing.
+        known = status.get(document_id)
+        assert known is not None
+        removed = remove_document(settings, document_id)
+        status.mark_deleted(document_id, known.processing_version, f"{known.source_key} is no longer in the inbox")
+        context.log.warning(f"{known.source_key} is no longer in the inbox; removed its outputs {removed}")
+    # A run that (re)builds documents from the PDF claims them; a run of later stages only works on what
+    # is there.
+    working = _claim_documents(context, settings, status, candidates) if "extract" in stages else candidates
+
+    def still_wanted(document: DocumentRef, stage: str) -> str | None:
+        row = status.get(document.document_id, document.version)
+        if row is not None and row.status == DELETED:
+            return f"{document.name} was deleted"
+        return None
+
+    totals = _Totals(status)
+    failures: list[StageResult] = []
+    finished: set[str] = set()
+    owner = context.run.tags.get(OWNER_TAG) or context.run.run_id
+    claimed = working if "extract" in stages else []
+    try:
+        with LeaseHeartbeat(status, owner, settings.lease_seconds, claimed, finished):
+            yield from _stream(context, settings, status, working, stages, still_wanted, totals, failures, finished,
+                               owner if claimed else None)
+    except BaseException:
+        # The step itself broke (cluster unreachable, run interrupted): give the claims back at once so
+        # a retry or a re-ingest need not wait for the lease.
+        for document in claimed:
+            if document.document_id not in finished:
+                status.release(document.document_id, document.version, owner, "run step ended early")
+        raise
+    if failures:
+        reasons = "; ".join(result.error or result.document.name for result in failures)
+        raise dg.Failure(
+            description=f"{len(failures)} of {len(context.partition_keys)} documents failed: {reasons}",
+            metadata={"failed_documents": ", ".join(result.document.document_id for result in failures)},
+            # Retry the step only for transient failures; bad input fails the same way every time.
+            allow_retries=any(result.transient for result in failures),
         )
-        output, placement = ray_runner.run(merge_extract, settings, document, [part for part, _ in parts])
-    output.seconds = time.perf_counter() - started  # wall time; task_seconds sums the parallel shards
-    yield _record(context, pipeline, output, parts[0][1], None)
 
 
-def _upstream(manifest: dict[str, Any]) -> StageOutput:
-    return StageOutput.model_validate(manifest)
+def _stream(
+    context: dg.AssetExecutionContext,
+    settings: Settings,
+    status: StatusStore,
+    working: list[DocumentRef],
+    stages: list[str],
+    still_wanted: Any,
+    totals: _Totals,
+    failures: list[StageResult],
+    finished: set[str],
+    owner: str | None,
+) -> Iterator[Any]:
+    """Materializations and check evaluations per document and stage, as the flow reports them."""
+    last_stage = stages[-1] if stages else None
+    for result in run_stages(settings, working, stages, before_stage=still_wanted):
+        document = result.document
+        if result.status == "ok":
+            assert result.output is not None
+            totals.add(result.output)
+            asset = ASSET_OF_STAGE[result.stage]
+            yield dg.AssetMaterialization(
+                asset_key=asset,
+                partition=document.document_id,
+                metadata=stage_metadata(result.output, result.placement),
+            )
+            yield from evaluate_checks(context, settings, asset, result.output)
+            if result.stage == "load":
+                if status.complete(document.document_id, document.version, owner):
+                    remove_other_versions(settings, document)
+                else:
+                    # Deleted (or taken over) while this run worked: the delete wins; undo the load.
+                    row = status.get(document.document_id, document.version)
+                    if row is not None and row.status == DELETED:
+                        remove_document(settings, document.document_id)
+                    context.log.warning(f"{document.name}: not completed by this run ({row.status if row else '?'})")
+            if result.stage == last_stage:
+                finished.add(document.document_id)
+            context.log.info(f"{result.stage} {document.name}: {result.output.seconds:.2f}s")
+        elif result.status == "gone":
+            finished.add(document.document_id)
+            context.log.warning(f"{document.name}: stopped at {result.stage}: {result.error}")
+        else:
+            finished.add(document.document_id)
+            status.fail(document.document_id, document.version, result.stage, result.error or "failed")
+            failures.append(result)
+            context.log.error(result.error or f"{document.name}: {result.stage} failed")
 
 
-@dg.asset(
-    partitions_def=documents,
-    group_name=GROUP,
-    kinds={"ray", "markdown"},
-    description="Boundary-aware chunks (~1500 characters; tables and paragraphs never split) with page range, "
-    "heading path and content hash. Stored under `chunks/`.",
-)
-def chunks(
-    context: dg.AssetExecutionContext, pipeline: RagPipeline, ray_runner: RayRunner, extracted_pages: dict
-) -> dg.Output:
-    return _submit(context, pipeline, ray_runner, run_chunk, "chunk", _upstream(extracted_pages))
-
-
-@dg.asset(
-    partitions_def=documents,
-    group_name=GROUP,
-    kinds={"ray", "python"},
-    description="Chunks with PII (emails, phone numbers, SSNs) redacted to [REDACTED], named entities (people, "
-    "organisations, medications) and key phrases. Stored under `enriched/`.",
-)
-def enriched_chunks(
-    context: dg.AssetExecutionContext, pipeline: RagPipeline, ray_runner: RayRunner, chunks: dict
-) -> dg.Output:
-    return _submit(context, pipeline, ray_runner, run_enrich, "enrich", _upstream(chunks))
-
-
-@dg.asset(
-    partitions_def=documents,
-    group_name=GROUP,
-    kinds={"ray", "pytorch"},
-    description="One vector per enriched chunk (long chunks pooled over the model's token windows). "
-    "Stored under `embeddings/`.",
-)
-def embeddings(
-    context: dg.AssetExecutionContext, pipeline: RagPipeline, ray_runner: RayRunner, enriched_chunks: dict
-) -> dg.Output:
-    return _submit(context, pipeline, ray_runner, run_embed, "embed", _upstream(enriched_chunks))
-
-
-@dg.asset(
-    partitions_def=documents,
-    group_name=GROUP,
-    kinds={"ray", "lancedb"},
-    description="The document's rows in the vector index (text, metadata, vector; ids from document + chunk "
-    "content), replacing any earlier version's rows. Searchable with hybrid full-text + vector search.",
-)
-def vector_index_entries(
-    context: dg.AssetExecutionContext, pipeline: RagPipeline, ray_runner: RayRunner, embeddings: dict
-) -> dg.Output:
-    upstream = _upstream(embeddings)
-    output = _submit(context, pipeline, ray_runner, run_load, "load", upstream)
-    pipeline.status_store().complete(upstream.document.document_id, upstream.document.version)
-    return output
-
-
-ingest_assets = [extracted_pages, chunks, enriched_chunks, embeddings, vector_index_entries]
+ingest_assets = [ingest]

@@ -1,10 +1,10 @@
 """Asset checks, one partition (document) at a time, on what each stage wrote to the object store.
 
-Each check is a plain function of the settings and the asset's manifest (its :class:`StageOutput`) that
-returns a :class:`CheckOutcome`; the ``@dg.asset_check`` wrappers below only turn that into a Dagster result.
-Dagster runs the checks in the same run as their asset (the ingest job selects the assets, and an asset
-selection includes its checks), and shows them on the asset's page. None is blocking: a failed check is
-reported, and the pipeline's own status (COMPLETED/FAILED) stays what the stages say.
+Each check is a plain function of the settings and the stage's manifest (its :class:`StageOutput`) that
+returns a :class:`CheckOutcome`. The ingest multi-asset declares them as check specs and evaluates each one
+right after its stage finishes for a document (:func:`evaluate_checks`), so a batch run reports one check
+evaluation per document, shown on the asset's page. None is blocking: a failed check is reported, and the
+pipeline's own status (COMPLETED/FAILED) stays what the stages say.
 
 Metadata carries counts, chunk indices and PII *kinds* only: never the text that was found.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,14 +21,12 @@ import dagster as dg
 
 from ray_rag_dagster.backends import build_embedder, build_object_store
 from ray_rag_dagster.backends.enricher import redact_pii
-from ray_rag_dagster.defs.assets import chunks, embeddings, enriched_chunks, vector_index_entries
 from ray_rag_dagster.defs.partitions import documents
-from ray_rag_dagster.defs.resources import RagPipeline
 from ray_rag_dagster.evaluation import ANSWER_KEY_SOURCES, MRR_DEPTH, RECALL_K, default_answer_keys_dir, run_evaluation
 from ray_rag_dagster.settings import Settings
 from ray_rag_dagster.stages.chunk import TABLE, parse_elements
-from ray_rag_dagster.stages.embed import embeddings_keys, load_vectors
-from ray_rag_dagster.stages.extract import extracted_key
+from ray_rag_dagster.stages import keys
+from ray_rag_dagster.stages.embed import load_vectors
 from ray_rag_dagster.stages.manifest import StageOutput
 
 # Floors for the retrieval check, below which it warns even when the baseline does worse. The pipeline
@@ -61,7 +60,7 @@ def check_every_chunk_embedded(settings: Settings, manifest: dict, expected_dime
     output = StageOutput.model_validate(manifest)
     store = build_object_store(settings)
     info = store.get_json(output.key)
-    vectors = load_vectors(store.get_bytes(embeddings_keys(output.document.document_id)[0]))
+    vectors = load_vectors(store.get_bytes(keys.vectors(output.document)))
     hashes = [chunk["content_hash"] for chunk in store.get_jsonl(info["enriched_key"])]
     dimension = int(vectors.shape[1]) if vectors.ndim == 2 else 0
     metadata = {
@@ -117,7 +116,7 @@ def check_tables_whole(settings: Settings, manifest: dict) -> CheckOutcome:
     output = StageOutput.model_validate(manifest)
     store = build_object_store(settings)
     chunk_texts = [row["text"] for row in store.get_jsonl(output.key)]
-    extracted = store.get_json(extracted_key(output.document.document_id))
+    extracted = store.get_json(keys.extracted_pages(output.document))
     tables = [element for element in parse_elements(extracted["pages"]) if element.kind == TABLE]
     fitting = [table for table in tables if len(table.text) <= settings.chunk_target_chars]
     split = [table for table in fitting if not any(table.text in text for text in chunk_texts)]
@@ -174,29 +173,40 @@ def check_retrieval_quality(settings: Settings, manifest: dict) -> CheckOutcome:
     return CheckOutcome(True, f"{summary}, at least the BM25 baseline", metadata, dg.AssetCheckSeverity.WARN)
 
 
-@dg.asset_check(asset=embeddings, partitions_def=documents, description=check_every_chunk_embedded.__doc__)
-def every_chunk_embedded(pipeline: RagPipeline, embeddings: dict) -> dg.AssetCheckResult:
-    settings = pipeline.settings()
-    return check_every_chunk_embedded(settings, embeddings, build_embedder(settings).dimension).result()
-
-
-@dg.asset_check(asset=enriched_chunks, partitions_def=documents, description=check_no_pii_left.__doc__)
-def no_pii_left(pipeline: RagPipeline, enriched_chunks: dict) -> dg.AssetCheckResult:
-    return check_no_pii_left(pipeline.settings(), enriched_chunks).result()
-
-
-@dg.asset_check(asset=chunks, partitions_def=documents, description="Tables that fit the chunk target are never split.")
-def tables_not_split(pipeline: RagPipeline, chunks: dict) -> dg.AssetCheckResult:
-    return check_tables_whole(pipeline.settings(), chunks).result()
-
-
-@dg.asset_check(
-    asset=vector_index_entries,
-    partitions_def=documents,
-    description="Retrieval on the document's USDM answer key: recall@5 and MRR@10 vs a BM25 baseline (warns).",
+# (check name, asset it checks, function of (settings, manifest), description)
+_CHECKS = (
+    ("tables_not_split", "chunks", check_tables_whole, "Tables that fit the chunk target are never split."),
+    ("no_pii_left", "enriched_chunks", check_no_pii_left, check_no_pii_left.__doc__),
+    ("every_chunk_embedded", "embeddings", None, check_every_chunk_embedded.__doc__),
+    ("retrieval_quality", "vector_index_entries", check_retrieval_quality,
+     "Retrieval on the document's USDM answer key: recall@5 and MRR@10 vs a BM25 baseline (warns)."),
 )
-def retrieval_quality(pipeline: RagPipeline, vector_index_entries: dict) -> dg.AssetCheckResult:
-    return check_retrieval_quality(pipeline.settings(), vector_index_entries).result()
+CHECK_SPECS = [
+    dg.AssetCheckSpec(name, asset=asset, partitions_def=documents, description=(description or "").strip())
+    for name, asset, _function, description in _CHECKS
+]
 
 
-ingest_checks = [tables_not_split, no_pii_left, every_chunk_embedded, retrieval_quality]
+def evaluate_checks(
+    context: dg.AssetExecutionContext, settings: Settings, asset: str, output: StageOutput
+) -> Iterator[dg.AssetCheckEvaluation]:
+    """The selected checks of ``asset`` on one document's stage output, as partitioned check evaluations."""
+    selected = context.selected_asset_check_keys
+    manifest = output.model_dump()
+    for name, checked_asset, function, _description in _CHECKS:
+        key = dg.AssetCheckKey(dg.AssetKey(checked_asset), name)
+        if checked_asset != asset or key not in selected:
+            continue
+        if function is None:
+            outcome = check_every_chunk_embedded(settings, manifest, build_embedder(settings).dimension)
+        else:
+            outcome = function(settings, manifest)
+        yield dg.AssetCheckEvaluation(
+            asset_key=key.asset_key,
+            check_name=name,
+            passed=outcome.passed,
+            partition=output.document.document_id,
+            metadata=outcome.metadata,
+            severity=outcome.severity,
+            description=outcome.description,
+        )

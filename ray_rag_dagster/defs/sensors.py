@@ -1,35 +1,52 @@
-"""The inbox sensor: each new or changed PDF under ``input/`` becomes a partition and one run request.
+"""The inbox sensor: new or changed PDFs under ``input/`` become partitions, requested in batches.
 
-The cursor remembers the version (ETag) last seen for each key, and the run key includes it, so an
-identical re-upload requests nothing and a changed file requests exactly one run. A version that another
-orchestrator (the CLI) already processed or is processing is not requested again. A PDF that disappears from
-the inbox has its outputs and vectors removed, its status set to DELETED and its partition deleted.
+Each tick registers the versions it sees, adds their partitions, and requests runs over *ranges* of
+partitions, at most ``partitions_per_run`` documents each (new partitions are appended, so the documents of
+one tick form one contiguous range; a changed file's older partition gets a range of its own). Fifty PDFs
+dropped at once are two runs, not fifty. The cursor remembers the version (ETag) last seen for each key, and
+the run key holds the versions, so an identical re-upload requests nothing and a changed file is requested
+once. A version whose run died (its lease expired: live runs renew theirs) is requested again. A version that another orchestrator (the CLI) already processed or is processing is not requested
+again. A PDF that disappears from the inbox has its outputs and vectors removed, its status set to DELETED
+and its partition deleted.
 """
 
 
+import hashlib
 import json
+import time
 
 import dagster as dg
 
-from ray_rag_dagster.backends.status_store import PENDING
+from ray_rag_dagster.backends.status_store import IN_PROGRESS, PENDING
 from ray_rag_dagster.defs.assets import TRIGGER_TAG, ingest_assets
-from ray_rag_dagster.defs.partitions import documents
+from ray_rag_dagster.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, documents, partition_ranges
 from ray_rag_dagster.defs.resources import RagPipeline
 from ray_rag_dagster.ids import document_id_for, version_of
 from ray_rag_dagster.stages.remove import remove_document
 
 INBOX_PREFIX = "input/"
 
-ingest_document_job = dg.define_asset_job(
-    "ingest_document",
+ingest_documents_job = dg.define_asset_job(
+    "ingest_documents",
     selection=dg.AssetSelection.assets(*ingest_assets),
-    description="All five stages for one document.",
+    partitions_def=documents,
+    description="All five stages for a batch of documents (a range of partitions).",
 )
 
 
+def batch_request(keys: list[str], versions: dict[str, str], tags: dict[str, str]) -> dg.RunRequest:
+    """One run over consecutive partitions; the run key names the versions, so it is requested once."""
+    digest = hashlib.sha256(json.dumps([[key, versions[key]] for key in keys]).encode()).hexdigest()[:16]
+    run_key = f"{keys[0]}..{keys[-1]}:{digest}"
+    if len(keys) == 1:
+        return dg.RunRequest(run_key=run_key, partition_key=keys[0], tags=tags)
+    # A range is given by these tags (RunRequest.partition_key_range reads them), as a backfill does.
+    return dg.RunRequest(run_key=run_key, tags={**tags, RANGE_START_TAG: keys[0], RANGE_END_TAG: keys[-1]})
+
+
 @dg.sensor(
-    job=ingest_document_job,
-    minimum_interval_seconds=15,
+    job=ingest_documents_job,
+    minimum_interval_seconds=10,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Watches the inbox (the object store's input/ prefix) for new or changed PDFs.",
 )
@@ -39,7 +56,7 @@ def inbox_sensor(context: dg.SensorEvaluationContext, pipeline: RagPipeline) -> 
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     known_partitions = set(context.instance.get_dynamic_partitions(documents.name))
     new_partitions: list[str] = []
-    requests: list[dg.RunRequest] = []
+    wanted: dict[str, str] = {}  # document id -> version to process
     current: dict[str, str] = {}
     for info in store.list(INBOX_PREFIX):
         if not info.key.lower().endswith(".pdf"):
@@ -56,13 +73,14 @@ def inbox_sensor(context: dg.SensorEvaluationContext, pipeline: RagPipeline) -> 
         if row.status != PENDING:
             context.log.info(f"{info.key} version {version} is already {row.status}; no run requested")
             continue
-        requests.append(
-            dg.RunRequest(
-                run_key=f"{document_id}:{version}",
-                partition_key=document_id,
-                tags={TRIGGER_TAG: "sensor", "ray_rag/source": info.key, "ray_rag/version": version},
-            )
-        )
+        wanted[document_id] = version
+    # Reap: a version whose run died holds an expired lease; request it again under a new run key.
+    now = time.time()
+    for row in status.documents():
+        if (row.status == IN_PROGRESS and row.lease_expires_at is not None and row.lease_expires_at < now
+                and current.get(row.source_key) == row.processing_version and row.document_id not in wanted):
+            wanted[row.document_id] = f"{row.processing_version}@{row.lease_expires_at:.0f}"
+            context.log.warning(f"{row.source_key}: the lease of {row.owner} expired; requesting it again")
     deleted_partitions = []
     for key in sorted(set(seen) - set(current)):
         document_id = document_id_for(key)
@@ -73,6 +91,13 @@ def inbox_sensor(context: dg.SensorEvaluationContext, pipeline: RagPipeline) -> 
         if document_id in known_partitions:
             deleted_partitions.append(document_id)
         context.log.info(f"{key} deleted: removed {removed}")
+    ordered = [key for key in context.instance.get_dynamic_partitions(documents.name) if key not in deleted_partitions]
+    ordered += [key for key in new_partitions if key not in ordered]
+    size = pipeline.settings().partitions_per_run
+    requests = [
+        batch_request(keys, wanted, {TRIGGER_TAG: "sensor"})
+        for keys in partition_ranges(ordered, set(wanted), size)
+    ]
     partition_requests: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
     if new_partitions:
         partition_requests.append(documents.build_add_request(new_partitions))

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from ray_rag_dagster.backends import build_object_store
 from ray_rag_dagster.ids import content_hash
 from ray_rag_dagster.settings import Settings
+from ray_rag_dagster.stages import keys
 from ray_rag_dagster.stages.extract import BOUNDARY
 from ray_rag_dagster.stages.manifest import DocumentRef, StageOutput
 
@@ -205,15 +206,11 @@ def build_chunks(pages: list[dict], target_chars: int) -> list[Chunk]:
     return chunks
 
 
-def chunk_key(document_id: str) -> str:
-    return f"chunks/{document_id}/chunks.jsonl"
-
-
-def run_chunk(settings: Settings, document: DocumentRef, extracted_key: str) -> StageOutput:
-    """Read the extracted pages, write ``chunks/<document_id>/chunks.jsonl``."""
+def run_chunk(settings: Settings, document: DocumentRef) -> StageOutput:
+    """Read the extracted pages, write ``chunks/<document_id>/<version>/chunks.jsonl``."""
     started = time.perf_counter()
     store = build_object_store(settings)
-    extracted = store.get_json(extracted_key)
+    extracted = store.get_json(keys.extracted_pages(document))
     if extracted["version"] != document.version:
         raise RuntimeError(
             f"{document.name}: extracted output is of version {extracted['version']}, "
@@ -221,7 +218,7 @@ def run_chunk(settings: Settings, document: DocumentRef, extracted_key: str) -> 
         )
     chunks = build_chunks(extracted["pages"], settings.chunk_target_chars)
     rows = [{"document_id": document.document_id, "version": document.version, **asdict(chunk)} for chunk in chunks]
-    key = chunk_key(document.document_id)
+    key = keys.chunks(document)
     uri = store.put_jsonl(key, rows)
     sizes = [len(chunk.text) for chunk in chunks] or [0]
     return StageOutput(

@@ -10,27 +10,24 @@ import numpy as np
 from ray_rag_dagster.backends import build_embedder, build_object_store
 from ray_rag_dagster.costs import usd
 from ray_rag_dagster.settings import Settings
+from ray_rag_dagster.stages import keys
 from ray_rag_dagster.stages.manifest import DocumentRef, StageOutput
-
-
-def embeddings_keys(document_id: str) -> tuple[str, str]:
-    """The vectors (``.npy``, row i = chunk i of the enriched file) and their description."""
-    return f"embeddings/{document_id}/vectors.npy", f"embeddings/{document_id}/vectors.json"
 
 
 def load_vectors(data: bytes) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
-def run_embed(settings: Settings, document: DocumentRef, enriched_key: str) -> StageOutput:
+def run_embed(settings: Settings, document: DocumentRef) -> StageOutput:
     started = time.perf_counter()
     store = build_object_store(settings)
     embedder = build_embedder(settings)
+    enriched_key = keys.enriched(document)
     chunks = store.get_jsonl(enriched_key)
     embeddings = embedder.embed_documents([chunk["text"] for chunk in chunks])
     buffer = io.BytesIO()
     np.save(buffer, embeddings.vectors.astype(np.float32), allow_pickle=False)
-    vectors_key, info_key = embeddings_keys(document.document_id)
+    vectors_key, info_key = keys.vectors(document), keys.vectors_info(document)
     store.put_bytes(vectors_key, buffer.getvalue())
     uri = store.put_json(
         info_key,

@@ -12,22 +12,19 @@ from collections import Counter
 from ray_rag_dagster.backends import build_enricher, build_object_store
 from ray_rag_dagster.costs import usd
 from ray_rag_dagster.settings import Settings
+from ray_rag_dagster.stages import keys
 from ray_rag_dagster.stages.manifest import DocumentRef, StageOutput
 
 # Chunks per enricher call: small enough to keep an LLM request short, large enough to amortise overhead.
 ENRICH_BATCH = 16
 
 
-def enriched_key(document_id: str) -> str:
-    return f"enriched/{document_id}/chunks.jsonl"
-
-
-def run_enrich(settings: Settings, document: DocumentRef, chunks_key: str) -> StageOutput:
-    """Read chunks, write ``enriched/<document_id>/chunks.jsonl`` with redacted text and annotations."""
+def run_enrich(settings: Settings, document: DocumentRef) -> StageOutput:
+    """Read chunks, write ``enriched/<document_id>/<version>/chunks.jsonl``: redacted text and annotations."""
     started = time.perf_counter()
     store = build_object_store(settings)
     enricher = build_enricher(settings)
-    chunks = store.get_jsonl(chunks_key)
+    chunks = store.get_jsonl(keys.chunks(document))
     rows, redactions, entity_counts = [], Counter(), Counter()
     input_tokens = output_tokens = fallbacks = 0
     cost = 0.0
@@ -51,7 +48,7 @@ def run_enrich(settings: Settings, document: DocumentRef, chunks_key: str) -> St
                     "enricher": enrichment.enricher,
                 }
             )
-    key = enriched_key(document.document_id)
+    key = keys.enriched(document)
     uri = store.put_jsonl(key, rows)
     return StageOutput(
         stage="enrich",

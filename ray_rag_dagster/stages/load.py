@@ -9,17 +9,18 @@ from ray_rag_dagster.backends import build_object_store, build_vector_index
 from ray_rag_dagster.backends.vector_index import IndexRecord
 from ray_rag_dagster.ids import chunk_id
 from ray_rag_dagster.settings import Settings
-from ray_rag_dagster.stages.embed import embeddings_keys, load_vectors
+from ray_rag_dagster.stages import keys
+from ray_rag_dagster.stages.embed import load_vectors
 from ray_rag_dagster.stages.manifest import DocumentRef, StageOutput
 
 
-def run_load(settings: Settings, document: DocumentRef, embeddings_info_key: str) -> StageOutput:
+def run_load(settings: Settings, document: DocumentRef) -> StageOutput:
     """Read the vectors and the enriched chunks they were made from; replace the document's index rows."""
     started = time.perf_counter()
     store = build_object_store(settings)
-    info = store.get_json(embeddings_info_key)
+    info = store.get_json(keys.vectors_info(document))
     chunks = store.get_jsonl(info["enriched_key"])
-    vectors = load_vectors(store.get_bytes(embeddings_keys(document.document_id)[0]))
+    vectors = load_vectors(store.get_bytes(keys.vectors(document)))
     if info["chunk_hashes"] != [chunk["content_hash"] for chunk in chunks] or len(vectors) != len(chunks):
         raise RuntimeError(f"{document.name}: embeddings do not match the enriched chunks; re-run embed")
     seen: Counter[str] = Counter()

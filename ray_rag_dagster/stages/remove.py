@@ -1,18 +1,32 @@
-"""Removing a document: its stage outputs and its index rows, when its PDF leaves the inbox."""
+"""Removing a document's outputs: all of them when its PDF leaves the inbox, or its superseded versions."""
 
 from __future__ import annotations
 
 from ray_rag_dagster.backends import build_object_store, build_vector_index
 from ray_rag_dagster.ids import safe_document_id
 from ray_rag_dagster.settings import Settings
-
-OUTPUT_PREFIXES = ("extracted", "chunks", "enriched", "embeddings")
+from ray_rag_dagster.stages import keys
+from ray_rag_dagster.stages.manifest import DocumentRef
 
 
 def remove_document(settings: Settings, document_id: str) -> dict[str, int]:
-    """Delete everything the pipeline produced for ``document_id``; return how much went."""
+    """Delete everything the pipeline produced for ``document_id`` (every version); return how much went."""
     document_id = safe_document_id(document_id)
     store = build_object_store(settings)
-    removed = {prefix: store.delete_prefix(f"{prefix}/{document_id}/") for prefix in OUTPUT_PREFIXES}
+    removed = {
+        prefix.split("/", 1)[0]: store.delete_prefix(prefix) for prefix in keys.document_prefixes(document_id)
+    }
     removed["vectors"] = build_vector_index(settings).delete_document(document_id)
+    return removed
+
+
+def remove_other_versions(settings: Settings, document: DocumentRef) -> int:
+    """Delete the stage outputs of every version but ``document``'s (once it is the indexed one)."""
+    store = build_object_store(settings)
+    keep = tuple(keys.version_prefixes(document))
+    removed = 0
+    for prefix in keys.document_prefixes(document.document_id):
+        for info in store.list(prefix):
+            if not info.key.startswith(keep):
+                removed += store.delete_prefix(info.key)
     return removed

@@ -1,0 +1,240 @@
+"""Stream documents through the stages on the warm workers, so stages of different documents overlap.
+
+``run_stages`` keeps every worker busy: it submits the next task of whichever document is furthest along
+(load before embed before enrich ... before extracting a new document), so one document embeds while
+another extracts and documents become searchable one by one instead of all at the end. Extraction of a
+long PDF is split into page ranges (``plan_extract`` → ``run_extract`` per range → ``merge_extract``).
+
+Guarantees:
+- In flight: at most one task per worker from this driver, and at most one load (loads serialise on the
+  index's write lock anyway).
+- Failures: bad input (:class:`DocumentError`) fails its document at once; a transient failure (a worker
+  or node lost, an object lost, a timeout on a network call) is retried with backoff up to
+  ``stage_attempts`` times; a task over its stage's time limit fails its document. Every failure ends that
+  document only: the others go on. A document whose PDF was deleted or replaced mid-run ends ``gone``.
+- ``before_stage`` is asked before each stage of a document is submitted; a reason returned stops the
+  document as ``gone`` (the Dagster side uses it for deletes and lost claims).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+import ray.exceptions
+
+from ray_rag_dagster.compute.cluster import connect
+from ray_rag_dagster.compute.workers import CallResult, Placement, WorkerPool
+from ray_rag_dagster.settings import Settings
+from ray_rag_dagster.stages.chunk import run_chunk
+from ray_rag_dagster.stages.embed import run_embed
+from ray_rag_dagster.stages.enrich import run_enrich
+from ray_rag_dagster.stages.extract import merge_extract, plan_extract, run_extract
+from ray_rag_dagster.stages.load import run_load
+from ray_rag_dagster.stages.manifest import DocumentRef, StageOutput
+
+_log = logging.getLogger(__name__)
+
+STAGES = ("extract", "chunk", "enrich", "embed", "load")
+_STAGE_FUNCTIONS = {"chunk": run_chunk, "enrich": run_enrich, "embed": run_embed, "load": run_load}
+# Lower runs first: finish documents already under way before starting new ones.
+_PRIORITY = {"load": 0, "embed": 1, "enrich": 2, "chunk": 3, "merge": 4, "shard": 5, "plan": 6}
+_TRANSIENT = (
+    ray.exceptions.RayActorError,
+    ray.exceptions.WorkerCrashedError,
+    ray.exceptions.ObjectLostError,
+    ray.exceptions.OwnerDiedError,
+    ray.exceptions.NodeDiedError,
+    ray.exceptions.ActorUnavailableError,
+)
+_TRANSIENT_CAUSES = (ConnectionError, TimeoutError)
+
+
+@dataclass
+class StageResult:
+    """One stage of one document, finished: ``ok`` (output set), ``failed``/``bad_input`` (error set) or
+    ``gone`` (deleted or replaced while running)."""
+
+    document: DocumentRef
+    stage: str
+    status: str
+    output: StageOutput | None = None
+    placement: Placement | None = None
+    error: str | None = None
+    transient: bool = False  # a failure that a later retry may not meet
+
+
+@dataclass(order=True)
+class _Task:
+    priority: tuple[int, int, int]
+    kind: str = field(compare=False)  # plan | shard | merge | chunk | enrich | embed | load
+    doc: int = field(compare=False)
+    args: tuple = field(compare=False)
+    attempt: int = field(default=1, compare=False)
+    not_before: float = field(default=0.0, compare=False)
+
+
+def _one_line(error: BaseException) -> str:
+    cause = getattr(error, "cause", None) or error
+    lines = str(cause).strip().splitlines() or [""]
+    text = " ".join(lines[-1].split())[:300]
+    return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
+
+
+def _is_transient(error: BaseException) -> bool:
+    if isinstance(error, _TRANSIENT):
+        return True
+    cause = getattr(error, "cause", None)
+    return isinstance(cause, _TRANSIENT_CAUSES) or "throttl" in str(cause).lower()
+
+
+def run_stages(
+    settings: Settings,
+    documents: Sequence[DocumentRef],
+    stages: Sequence[str] = STAGES,
+    *,
+    before_stage: Callable[[DocumentRef, str], str | None] | None = None,
+) -> Iterator[StageResult]:
+    """Run ``stages`` (a contiguous part of :data:`STAGES`) for every document; yield results as they come."""
+    stages = [stage for stage in STAGES if stage in stages]
+    if not documents or not stages:
+        return
+    connect(settings)
+    pool = WorkerPool(settings)
+    idle = list(pool.actors)
+    counter = itertools.count()
+    ready: list[_Task] = []
+    in_flight: dict[Any, tuple[_Task, Any, float]] = {}
+    shards: dict[int, list[StageOutput | None]] = {}
+    shard_seconds: dict[int, float] = {}
+    loads_in_flight = 0
+    timed_out: set[Any] = set()
+
+    def stage_of(kind: str) -> str:
+        return "extract" if kind in ("plan", "shard", "merge") else kind
+
+    def push(kind: str, doc: int, args: tuple, attempt: int = 1, delay: float = 0.0) -> None:
+        heapq.heappush(ready, _Task((_PRIORITY[kind], doc, next(counter)), kind, doc, args, attempt,
+                                    time.monotonic() + delay))
+
+    def start_stage(doc: int, stage: str) -> StageResult | None:
+        document = documents[doc]
+        if before_stage is not None:
+            reason = before_stage(document, stage)
+            if reason:
+                return StageResult(document, stage, "gone", error=reason)
+        if stage == "extract":
+            push("plan", doc, (settings, document))
+        else:
+            push(stage, doc, (settings, document))
+        return None
+
+    def next_stage(doc: int, stage: str) -> StageResult | None:
+        position = stages.index(stage)
+        if position + 1 < len(stages):
+            return start_stage(doc, stages[position + 1])
+        return None
+
+    results: list[StageResult] = []
+    for doc in range(len(documents)):
+        stopped = start_stage(doc, stages[0])
+        if stopped:
+            results.append(stopped)
+    yield from results
+
+    function = {"plan": plan_extract, "shard": run_extract, "merge": merge_extract, **_STAGE_FUNCTIONS}
+    while ready or in_flight:
+        # Submit the most urgent runnable tasks to idle workers.
+        deferred: list[_Task] = []
+        now = time.monotonic()
+        while ready and idle:
+            task = heapq.heappop(ready)
+            if task.not_before > now or (task.kind == "load" and loads_in_flight):
+                deferred.append(task)
+                continue
+            actor = idle.pop(0)
+            recycle_after = settings.extract_max_calls if task.kind == "shard" else 0
+            reference = actor.run.remote(function[task.kind], task.args, recycle_after)
+            in_flight[reference] = (task, actor, time.monotonic())
+            loads_in_flight += task.kind == "load"
+        for task in deferred:
+            heapq.heappush(ready, task)
+
+        if not in_flight:
+            time.sleep(0.05)  # only deferred tasks (backoff or the load gate) remain
+            continue
+        done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+        now = time.monotonic()
+        for reference, (task, actor, started) in list(in_flight.items()):
+            if reference not in done and now - started > settings.stage_timeout_seconds:
+                # An actor task cannot be cancelled mid-call: restart the worker; the call then fails.
+                _log.warning("%s of %s over %s s: restarting its worker", task.kind, documents[task.doc].name,
+                             settings.stage_timeout_seconds)
+                pool.recycle(actor)
+                in_flight[reference] = (task, actor, float("inf"))  # wait for the failure, once
+                timed_out.add(reference)
+
+        for reference in done:
+            task, actor, _started = in_flight.pop(reference)
+            idle.append(actor)
+            loads_in_flight -= task.kind == "load"
+            document = documents[task.doc]
+            stage = stage_of(task.kind)
+            try:
+                call: CallResult = ray.get(reference)
+            except Exception as error:  # noqa: BLE001 - every failure ends as a result, never a crash
+                if reference in timed_out:
+                    timed_out.discard(reference)
+                    reason = f"timed out after {settings.stage_timeout_seconds:.0f} s"
+                    yield StageResult(document, stage, "failed", error=f"{document.name}: {stage} {reason}")
+                    shards.pop(task.doc, None)
+                    continue
+                if _is_transient(error) and task.attempt < settings.stage_attempts:
+                    delay = min(2.0 ** task.attempt, 30.0)
+                    _log.warning("%s of %s failed (%s), retry %d in %.0f s", task.kind, document.name,
+                                 _one_line(error), task.attempt, delay)
+                    push(task.kind, task.doc, task.args, task.attempt + 1, delay)
+                    continue
+                reason = _one_line(error)
+                if _is_transient(error):
+                    reason = f"gave up after {task.attempt} attempts: {reason}"
+                yield StageResult(document, stage, "failed", error=f"{document.name}: {stage} failed: {reason}",
+                                  transient=_is_transient(error))
+                shards.pop(task.doc, None)
+                continue
+            if call.retire:
+                pool.recycle(actor)
+            if call.outcome != "ok":
+                name, reason = call.value
+                status = "gone" if call.outcome == "gone" else "bad_input"
+                yield StageResult(document, stage, status, placement=call.placement, error=f"{name}: {reason}")
+                shards.pop(task.doc, None)
+                continue
+            if task.kind == "plan":
+                ranges = call.value
+                shards[task.doc] = [None] * len(ranges)
+                shard_seconds[task.doc] = time.monotonic()
+                for index, page_range in enumerate(ranges):
+                    push("shard", task.doc, (settings, document, page_range))
+                continue
+            if task.kind == "shard":
+                parts = shards.get(task.doc)
+                if parts is None:
+                    continue  # the document already failed
+                parts[parts.index(None)] = call.value
+                if None not in parts:
+                    push("merge", task.doc, (settings, document, shards.pop(task.doc)))
+                continue
+            output: StageOutput = call.value
+            if task.kind == "merge":
+                output.seconds = time.monotonic() - shard_seconds.pop(task.doc)  # wall time of the extraction
+            yield StageResult(document, stage, "ok", output=output, placement=call.placement)
+            stopped = next_stage(task.doc, stage)
+            if stopped:
+                yield stopped
