@@ -25,8 +25,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ray_rag_dagster.settings import Settings
+if TYPE_CHECKING:  # the package imports this module first thing: keep it free of pydantic (fast CLI start)
+    from ray_rag_dagster.settings import Settings
 
 NAMESPACE = "ray_rag"
 # Workers read no model hub: every model comes from an installed wheel.
