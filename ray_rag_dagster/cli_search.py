@@ -64,7 +64,7 @@ def local_search(question: str, k: int) -> list[dict[str, Any]]:
 
 
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface; there is no authentication).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0: any free port).")] = 8000,
 ) -> None:
     """The search API and page: loads the embedder and the index once, then answers each query in milliseconds."""
