@@ -240,7 +240,7 @@ class DynamoDBStatusStore(StatusStore):
                 Key=self._key(document_id, version),
                 UpdateExpression="SET #status = :completed, updated_at = :updated REMOVE lease_expires_at",
                 ConditionExpression=condition,
-                ExpressionAttributeNames=_NAMES,
+                ExpressionAttributeNames={"#status": "status", **({"#owner": "owner"} if owner is not None else {})},
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
             )["Attributes"]
