@@ -67,7 +67,11 @@ class StatusStore(abc.ABC):
 
     @abc.abstractmethod
     def register(self, document_id: str, version: str, source_key: str) -> DocumentStatus:
-        """Create a PENDING row for this version unless one exists; return the current row."""
+        """Create a PENDING row for this version unless one exists; return the current row.
+
+        An existing row goes back to PENDING when the version comes back: after a delete (DELETED), or
+        after another version of the document was processed since (a revert v1 → v2 → v1 re-indexes v1).
+        """
 
     @abc.abstractmethod
     def get(self, document_id: str, version: str | None = None) -> DocumentStatus | None:
@@ -249,6 +253,22 @@ class SqliteStatusStore(StatusStore):
         with self._transaction() as db:
             existing = self._get(db, document_id, version)
             if existing is not None:
+                indexed = db.execute(
+                    "SELECT processing_version FROM control WHERE document_id = ? AND status = ?"
+                    " ORDER BY updated_at DESC, rowid DESC LIMIT 1", (document_id, COMPLETED),
+                ).fetchone()
+                superseded = (indexed is not None and indexed[0] != version
+                              and existing.status in (COMPLETED, FAILED))
+                if existing.status == DELETED or superseded:
+                    db.execute(
+                        "UPDATE control SET status = ?, error = NULL, lease_expires_at = NULL, current_stage = NULL,"
+                        " updated_at = ? WHERE document_id = ? AND processing_version = ?",
+                        (PENDING, utc_now(), document_id, version),
+                    )
+                    self._audit(db, document_id, version, existing.status, PENDING, None, None,
+                                f"{source_key} is back at this version")
+                    existing = self._get(db, document_id, version)
+                    assert existing is not None
                 return existing
             now = utc_now()
             db.execute(
