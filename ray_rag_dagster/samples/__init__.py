@@ -21,7 +21,7 @@ PHONE = "(617) 555-0147"  # 555-01xx is reserved for fiction, and phonenumbers s
 PHONE_INTL = "+44 20 7946 0958"  # Ofcom's drama range
 SSN = "078-05-1120"  # the well-known voided "Woolworth wallet" number
 # In a section heading, so in the heading path of every chunk below it (search results, index metadata).
-HEADING_EMAIL = "safety.desk@example-trials.org"
+HEADING_EMAIL = "sae@example-trials.org"
 HEADING_PHONE = "(617) 555-0163"
 SEEDED_PII: tuple[str, ...] = (EMAIL, EMAIL_SPONSOR, PHONE, PHONE_INTL, SSN, HEADING_EMAIL, HEADING_PHONE)
 """Fake PII written whole (on one line) into the protocol's text layer; none of it may reach the vector index."""
@@ -69,16 +69,17 @@ _SHORT_PIECE = 5  # pieces this short ("+1", "9999") are too common to count as 
 
 
 def _squeeze(text: str) -> str:
-    """``text`` without whitespace, ``|`` and JSON-escaped breaks, to find a value however it was split."""
-    return re.sub(r"(?:\\[nrt]|[\s|])+", "", text)
+    """``text`` without whitespace, ``|``, hyphens and JSON-escaped breaks, to find a value however it was
+    split (extraction may also drop a hyphen at a line end: ``219-09-`` / ``9999`` -> ``219-099999``)."""
+    return re.sub(r"(?:\\[nrt]|[\s|\-\u2010-\u2013])+", "", text)
 
 
 def seeded_pii_leaks(text: str) -> list[str]:
     """The seeded values of which ``text`` (any dump: JSON, Markdown, logs) holds a trace.
 
     A whole value of :data:`SEEDED_PII`; a split value of :data:`SEEDED_SPLIT_PII` rejoined (the text
-    squeezed of whitespace and ``|``); or a piece of a split value of at least 5 characters. Empty when
-    nothing leaked. Use it in end-to-end tests: ``assert seeded_pii_leaks(dump) == []``.
+    squeezed of whitespace, ``|`` and hyphens); or a piece of a split value of at least 5 characters.
+    Empty when nothing leaked. Use it in end-to-end tests: ``assert seeded_pii_leaks(dump) == []``.
     """
     squeezed = _squeeze(text)
     leaks = [value for value in SEEDED_PII if value in text or _squeeze(value) in squeezed]
@@ -305,7 +306,7 @@ def _write_protocol(path: pathlib.Path) -> None:
         # PII that extraction and chunking carry in awkward places: a heading (at the top of a page, where the
         # layout model reliably finds headings, so it is in the heading path of the chunks below), table cells that each hold part of one value, and values broken across lines/paragraphs.
         PageBreak(),
-        h1(f"7. Safety Desk {HEADING_EMAIL} {HEADING_PHONE}"),
+        h1(f"7. SAE Desk {HEADING_EMAIL} {HEADING_PHONE}"),  # short enough for one line
         p(
             "Serious adverse events are reported to the safety desk within 24 hours of awareness, by e-mail "
             "or by telephone, on the serious adverse event report form. The desk confirms receipt within one "
