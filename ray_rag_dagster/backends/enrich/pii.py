@@ -9,7 +9,8 @@
    ``| +1 617 | 555 0142 |``) is found too. Each piece of such a value is replaced in place, keeping
    every ``|`` and line break, so tables keep their shape.
 2. Cell by cell (``|``-separated) on the result, as before the flattened pass existed, so a value the
-   joins hid (a neighbouring cell's digits glued to it) is still found inside its own cell.
+   joins hid (a neighbouring cell's digits glued to it) is still found inside its own cell. (Text with
+   line breaks but no ``|`` has one cell, which the first pass saw whole: it is not scanned twice.)
 
 The rules stay conservative on clinical text: digit groups separated only by spaces (a flattened row of
 counts: ``240 238 1500``) are a phone number or SSN only next to a label (``Phone``, ``SSN``), and only
@@ -58,6 +59,15 @@ _NANP_GROUPED = re.compile(
     r"(?:1[\s.-]?)?(?:\([2-9]\d\d\)\s?[2-9]\d\d[.\s-]|[2-9]\d\d(?P<sep>[.-])[2-9]\d\d(?P=sep))\d{4}"
 )
 _NANP_SPACED = re.compile(r"(?:1 )?[2-9]\d\d [2-9]\d\d \d{4}")
+# National formats with a trunk "0" and dashes ("02-788-4582", "03-1234-5678"): how numbers outside North
+# America are written; no dose, date or lab value takes this shape.
+_TRUNK_DASHED = re.compile(r"(?<![\w.\-/])0\d{1,3}-\d{3,4}-\d{4}(?![\w\-/]|\.\d)")
+# Any number written after a phone label ("Tel. 02 788 4510", "Fax: 0049 30 1234567"), at least 7 digits.
+_LABELLED_PHONE = re.compile(
+    r"(?P<label>\b(?:[Tt]el|TEL|[Tt]elephone|[Pp]hone|PHONE|[Ff]ax|FAX|[Mm]obile|[Cc]ell)\b\.?[ \t]*[:#.]?[ \t]*)"
+    r"\+?(?:\(\d{1,4}\)[ \t]?)?\d+(?:[ \t.\-]\d{2,})*(?![\w\-/]|\.\d)"
+)
+_MIN_PHONE_DIGITS = 7
 _PHONE_LABEL = re.compile(r"(?:phone|tel|telephone|fax|mobile|cell|call|contact)\b\W{0,4}$", re.IGNORECASE)
 _SEVEN_DIGITS = re.compile(r"(?:\d\D{0,3}){7}")
 # "+1.2" then other numbers ("| +1.2 | 240 | 80 |", a row of changes from baseline): a signed decimal, not a
@@ -87,7 +97,7 @@ def _phone_spans(text: str) -> list[tuple[int, int]]:
 def _find(text: str) -> list[tuple[int, int, str]]:
     """Spans (start, end, kind) of the values to replace, not overlapping, in order.
 
-    Detectors run in a fixed order (email, ssn, dob, phone) and a later one never claims characters an
+    Detectors run in a fixed order (email, ssn, dob, labelled and trunk-prefixed phones, other phones) and a later one never claims characters an
     earlier one did, so ``john@x.org`` is one email, not an email and a phone.
     """
     spans: list[tuple[int, int, str]] = []
@@ -106,8 +116,15 @@ def _find(text: str) -> list[tuple[int, int, str]]:
         claim(m.end("label"), m.end(), "ssn")
     for m in _DOB.finditer(text):
         claim(m.end("label"), m.end(), "dob")
+    for m in _LABELLED_PHONE.finditer(text):
+        if sum(ch.isdigit() for ch in m.group()[len(m.group("label")) :]) >= _MIN_PHONE_DIGITS:
+            claim(m.end("label"), m.end(), "phone")
+    for m in _TRUNK_DASHED.finditer(text):
+        claim(m.start(), m.end(), "phone")
     # Phones are matched on the text with claimed spans blanked, so a digit run of an SSN is not reused.
-    blanked = "".join(" " if taken[i] else ch for i, ch in enumerate(text))
+    blanked = text
+    for start, end, _ in spans:
+        blanked = blanked[:start] + " " * (end - start) + blanked[end:]
     for start, end in _phone_spans(blanked):
         claim(start, end, "phone")
     return sorted(spans)
@@ -131,7 +148,7 @@ def _redact_cells(text: str, counts: Counter[str]) -> str:
 
 # A Markdown table separator row ("|---|:--:|"): structure only, joined like a line break.
 _SEPARATOR_ROW = re.compile(r"^[ \t]*\|?(?:[ \t]*:?-{3,}:?[ \t]*\|)+(?:[ \t]*:?-{3,}:?[ \t]*)?[ \t]*$", re.MULTILINE)
-_GAP_CHARS = frozenset(" \t\r\n|\f\v")
+_GAP = re.compile(r"[ \t\r\n|\f\v]+")
 _STRUCTURAL = frozenset("\r\n|\f\v")
 _TOKEN_END = re.compile(r"[^\s|]*$")
 _TOKEN_START = re.compile(r"[^\s|]*")
@@ -165,23 +182,17 @@ def _joins_inside_token(text: str, i: int, j: int, *, structural: bool = True) -
 
 def _flatten(text: str) -> tuple[str, list[int]]:
     """The flattened view of ``text`` and, for each of its characters, the index it came from."""
-    gap = [ch in _GAP_CHARS for ch in text]
-    for row in _SEPARATOR_ROW.finditer(text):
-        gap[row.start() : row.end()] = [True] * (row.end() - row.start())
+    # A separator row becomes "|" of the same length, so it is one more gap and indices still line up.
+    marked = _SEPARATOR_ROW.sub(lambda row: "|" * len(row.group()), text)
     out: list[str] = []
     origin: list[int] = []
-    i, n = 0, len(text)
-    while i < n:
-        if not gap[i]:
-            out.append(text[i])
-            origin.append(i)
-            i += 1
-            continue
-        j = i
-        while j < n and gap[j]:
-            j += 1
-        run = text[i:j]
-        structural = any(ch in _STRUCTURAL or ch == "-" for ch in run)
+    position = 0
+    for gap in _GAP.finditer(marked):
+        i, j = gap.span()
+        out.append(text[position:i])
+        origin.extend(range(position, i))
+        run = marked[i:j]
+        structural = any(ch in _STRUCTURAL for ch in run)
         if _joins_inside_token(text, i, j, structural=structural):
             pass  # the break is dropped: the two sides are one token
         elif structural:
@@ -190,7 +201,9 @@ def _flatten(text: str) -> tuple[str, list[int]]:
         else:
             out.append(run)
             origin.extend(range(i, j))
-        i = j
+        position = j
+    out.append(text[position:])
+    origin.extend(range(position, len(text)))
     return "".join(out), origin
 
 
@@ -243,7 +256,8 @@ def redact_pii(text: str) -> tuple[str, dict[str, int]]:
     """
     counts: Counter[str] = Counter()
     text = _redact_across(text, counts)
-    text = _redact_cells(text, counts)
+    if "|" in text or not any(ch in _STRUCTURAL for ch in text):
+        text = _redact_cells(text, counts)
     return text, {kind: counts[kind] for kind in PII_KINDS if counts[kind]}
 
 

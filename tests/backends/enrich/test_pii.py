@@ -53,6 +53,11 @@ SPLIT_CASES = [
         ("Social Security Number: 078 05 1120.", "ssn", "078 05 1120"),
         ("DOB: 01/02/1960.", "dob", "01/02/1960"),
         ("Date of birth: January 2, 1960.", "dob", "January 2, 1960"),
+        # National formats outside North America: a trunk "0" with dashes, or any number after a phone label.
+        ("입법조사관, 02-788-4582, 이메일", "phone", "02-788-4582"),
+        ("Tokyo office 03-1234-5678.", "phone", "03-1234-5678"),
+        ("Tel. 02 788 4510", "phone", "02 788 4510"),
+        ("Fax: 0049 30 1234567.", "phone", "0049 30 1234567"),
     ],
 )
 def test_redacts_pii(text: str, kind: str, secret: str) -> None:
@@ -107,9 +112,16 @@ def test_the_cell_by_cell_pass_alone_misses_split_values(text: str, kind: str, p
         "Visits 4, 5, 7,\n8, 9, 10 and 11-\n12 of the 2017-\n0045 study.",
         "Lot 2017-\n0045-12, range 3.5-\n5.0 mmol/L.",
         "End of sentence.\nsmith is a word, and so is example.org.",
+        "Telephone: 12, 24, 36, 48 hours after dosing.",
+        "Telephone visit at Week 12 and 24 (day 3-5).",
+        "Tel. 02-788-4510\n\n(3) the next section",  # the number goes, "(3)" stays: see test below
+        "Registration number 31-9735045-001338-14; dates 01-12-2017 and 2017-12-01.",
     ],
 )
 def test_leaves_clinical_numbers_alone(text: str) -> None:
+    if text.startswith("Tel. "):
+        assert redact_pii(text) == (f"Tel. {REDACTED}\n\n(3) the next section", {"phone": 1})
+        return
     assert redact_pii(text) == (text, {})
 
 
