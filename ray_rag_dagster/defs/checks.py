@@ -20,7 +20,6 @@ from typing import Any
 import dagster as dg
 
 from ray_rag_dagster.backends import build_embedder, build_object_store
-from ray_rag_dagster.backends.enricher import redact_pii
 from ray_rag_dagster.defs.partitions import documents
 from ray_rag_dagster.evaluation import ANSWER_KEY_SOURCES, MRR_DEPTH, RECALL_K, default_answer_keys_dir, run_evaluation
 from ray_rag_dagster.settings import Settings

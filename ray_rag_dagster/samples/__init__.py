@@ -304,7 +304,8 @@ def _write_protocol(path: pathlib.Path) -> None:
             "documents are kept at the site for at least 15 years after the end of the study."
         ),
         # PII that extraction and chunking carry in awkward places: a heading (at the top of a page, where the
-        # layout model reliably finds headings, so it is in the heading path of the chunks below), table cells that each hold part of one value, and values broken across lines/paragraphs.
+        # layout model reliably finds headings, so it is in the heading path of the chunks below), table cells
+        # that each hold part of one value, and values broken across lines and paragraphs.
         PageBreak(),
         h1(f"7. SAE Desk {HEADING_EMAIL} {HEADING_PHONE}"),  # short enough for one line
         p(

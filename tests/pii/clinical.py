@@ -19,11 +19,15 @@ CLINICAL = PDFS / "clinical"
 RISKY_SHAPES = {
     "dose per weight": re.compile(r"\d+(?:\.\d+)?\s*(?:mg|µg|mcg|g|mL|IU|U)/kg"),
     "date": re.compile(
-        r"\b\d{1,2}[ -](?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*[ -]\d{2,4}\b|\b\d{4}-\d{2}-\d{2}\b"
-        r"|\b\d{1,2}/\d{1,2}/\d{2,4}\b"
+        r"\b\d{1,2}[ -](?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*[ -]\d{2,4}\b"
+        r"|\b\d{4}-\d{2}-\d{2}\b|\b\d{1,2}/\d{1,2}/\d{2,4}\b"
     ),
-    "lab or value range": re.compile(r"\d+(?:\.\d+)?\s*(?:-|–|to)\s*\d+(?:\.\d+)?\s*(?:mmol|mg|g/|x|×|%|U/L|µmol|mL|kg)"),
-    "registry or protocol number": re.compile(r"\bNCT\d{8}\b|\b[A-Z]\d[A-Z]-[A-Z]{2}-[A-Z]{4}\b|\bBP\d{5}\b|\bEudraCT\b"),
+    "lab or value range": re.compile(
+        r"\d+(?:\.\d+)?\s*(?:-|–|to)\s*\d+(?:\.\d+)?\s*(?:mmol|mg|g/|x|×|%|U/L|µmol|mL|kg)"
+    ),
+    "registry or protocol number": re.compile(
+        r"\bNCT\d{8}\b|\b[A-Z]\d[A-Z]-[A-Z]{2}-[A-Z]{4}\b|\bBP\d{5}\b|\bEudraCT\b"
+    ),
     "page number": re.compile(r"\bPage \d+(?: of \d+)?\b"),
     "long digit run": re.compile(r"\d[\d ,.\-–/()]{8,}\d"),
 }

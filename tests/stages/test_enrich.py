@@ -105,7 +105,7 @@ def test_no_pii_left_passes_on_the_stage_output(enriched: tuple[Settings, dict, 
         ("text", "Out-of-hours: +1\n617 555 0142.", "phone"),  # what cell-by-cell redaction left
         ("text", "| Phone | +1 617 | 555 0142 |", "phone"),
         ("text", "SSN on file: 123-45-\n6789.", "ssn"),
-        ("entities", {"people": ["John Smith john.smith@example.org"], "organizations": [], "medications": []}, "email"),
+        ("entities", {"people": ["Smith john.smith@example.org"], "organizations": [], "medications": []}, "email"),
         ("key_phrases", ["call (617) 555-0147"], "phone"),
     ],
 )

@@ -97,8 +97,8 @@ def _phone_spans(text: str) -> list[tuple[int, int]]:
 def _find(text: str) -> list[tuple[int, int, str]]:
     """Spans (start, end, kind) of the values to replace, not overlapping, in order.
 
-    Detectors run in a fixed order (email, ssn, dob, labelled and trunk-prefixed phones, other phones) and a later one never claims characters an
-    earlier one did, so ``john@x.org`` is one email, not an email and a phone.
+    Detectors run in a fixed order (email, ssn, dob, labelled and trunk-prefixed phones, other phones) and
+    a later one never claims characters an earlier one did, so ``john@x.org`` is one email, not two values.
     """
     spans: list[tuple[int, int, str]] = []
     taken = [False] * len(text)

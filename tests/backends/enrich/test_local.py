@@ -163,3 +163,11 @@ def test_throughput(enricher: LocalEnricher) -> None:
     started = time.perf_counter()
     enricher.enrich([chunk] * 50)
     assert (time.perf_counter() - started) / 50 < 0.05
+
+
+def test_the_old_module_path_still_imports() -> None:
+    """Code written before the split (``backends.enricher``) keeps working."""
+    from ray_rag_dagster.backends import enricher
+    from ray_rag_dagster.backends.enrich import LocalEnricher as Moved
+
+    assert enricher.LocalEnricher is Moved and callable(enricher.redact_pii)
