@@ -28,8 +28,10 @@ Adjustments to Presidio's defaults, each for a reason:
   phone label just before it, a number is dropped when it is one bare digit run (``1234567890``: an
   identifier), bare space-separated digit groups (``240 238 1500``: a row of counts), has fewer than 9
   digits (``1645–1650``: a page range), holds a section number (``36 9.2.2.1`` in a table of contents)
-  or starts with a year (``2017-0045-12``).
-  The last three were the detector's only findings on the three real protocols' text layer.
+  or starts with a year (``2017-0045-12``); a "+" number that starts as a signed decimal (``+1.2 240 80``)
+  is dropped too.
+  Without these rules the detector's only findings on the three real protocols' text layer were a page
+  range and section numbers in a table of contents (4, all false).
 
 :func:`find_pii` returns counts per kind, never the values, so it is safe for logs and metadata.
 """
@@ -51,12 +53,15 @@ _SAMPLE_SSNS = frozenset({"123456789", "987654320", "078051120"})
 _SSN_DASHED = re.compile(r"\d{3}-\d{2}-\d{4}")
 _SSN_LABEL = re.compile(r"(?:\bssn|\bss#|social\s+security)\D{0,16}$", re.IGNORECASE)
 _PHONE_LABEL = re.compile(
-    r"(?:phone|tel|telephone|fax|mobile|cell|call|contact|number)\W{0,5}(?:\+?\d{1,3}\W{0,2})?$", re.IGNORECASE
+    r"(?:phone|tel|telephone|fax|mobile|cell|call|contact)\W{0,5}(?:\+?\d{1,3}\W{0,2})?$", re.IGNORECASE
 )
 _BARE_DIGIT_GROUPS = re.compile(r"\d+(?: \d+)+")
 # Digit runs that validate as a number in some region but are written as something else: a section number
 # after a page number in a table of contents ("36 9.2.2.1"), a year-first code or date ("2017-0045-12").
 _NOT_A_PHONE = re.compile(r"\d\.\d{1,2}\.\d|^(?:19|20)\d\d[-\u2010-\u2013/.]")
+# "+1.2" followed by other numbers is a signed decimal from a table of changes, unless dots separate every
+# group of the number ("+33.1.23.45.67.89").
+_SIGNED_DECIMAL = re.compile(r"\+\d+[.,]\d+(?=.*[^\d.])")
 _MIN_UNLABELLED_DIGITS = 9  # a bare national number shorter than this is a range or count ("1645–1650")
 _LABEL_WINDOW = 24
 
@@ -166,7 +171,9 @@ def _detect(text: str) -> Counter[str]:
             value = text[result.start : result.end]
             if kind == "ssn" and not _SSN_DASHED.fullmatch(value) and not _labelled(text, result.start, _SSN_LABEL):
                 continue
-            if kind == "phone" and not value.startswith("+") and not _phone_shaped(text, result.start, value):
+            if kind == "phone" and (
+                _SIGNED_DECIMAL.match(value) if value.startswith("+") else not _phone_shaped(text, result.start, value)
+            ):
                 continue
             spans.add((result.start, result.end, kind))
     # An SSN's digits are also a valid phone number in some region: one value, counted once, as the SSN.
