@@ -12,10 +12,11 @@ from ray_rag_dagster.backends import build_object_store
 from ray_rag_dagster.backends.enrich import REDACTED
 from ray_rag_dagster.defs.checks import check_no_pii_left
 from ray_rag_dagster.settings import Settings
+from ray_rag_dagster.stages import keys
 from ray_rag_dagster.stages.enrich import redact_chunk_fields, run_enrich
 from ray_rag_dagster.stages.manifest import DocumentRef
 
-DOCUMENT = DocumentRef(document_id="doc_0a1b2c3d", version="5550142617abcdef", source_key="input/contacts.pdf")
+DOCUMENT = DocumentRef(document_id="doc_0a1b2c3d4e5f", version="5550142617abcdef", source_key="input/contacts.pdf")
 HEADING = "7. Safety Desk safety.desk@example-trials.org (617) 555-0163"
 SECRETS = ("safety.desk", "555-0163", "555 0142", "john.smith", "219-09", "6789")
 
@@ -51,8 +52,8 @@ CHUNKS = [
 def enriched(tmp_path: Path) -> tuple[Settings, dict, list[dict]]:
     settings = Settings(home=tmp_path)
     store = build_object_store(settings)
-    store.put_jsonl(f"chunks/{DOCUMENT.document_id}/chunks.jsonl", CHUNKS)
-    output = run_enrich(settings, DOCUMENT, f"chunks/{DOCUMENT.document_id}/chunks.jsonl")
+    store.put_jsonl(keys.chunks(DOCUMENT), CHUNKS)
+    output = run_enrich(settings, DOCUMENT)
     return settings, output.model_dump(), store.get_jsonl(output.key)
 
 
