@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     # Extraction. A long PDF is extracted as page ranges on parallel Ray tasks, then merged.
     extract_pages_per_shard: int = 25
     extract_engine: Literal["offline", "docling"] = "offline"
+    # Caps on bad input: a larger PDF ends FAILED with the reason, before any conversion.
+    max_pages: int = Field(2000, ge=1)
+    max_document_mb: int = Field(200, ge=1)
     docling_artifacts_path: str | None = None
     ocr: bool = True
 

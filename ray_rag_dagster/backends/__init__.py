@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ray_rag_dagster.backends.embedder import Embedder
-    from ray_rag_dagster.backends.enricher import Enricher
+    from ray_rag_dagster.backends.enrich import Enricher
     from ray_rag_dagster.backends.object_store import ObjectStore
     from ray_rag_dagster.backends.status_store import StatusStore
     from ray_rag_dagster.backends.vector_index import VectorIndex
@@ -58,10 +58,10 @@ def build_embedder(settings: Settings) -> Embedder:
 
 def build_enricher(settings: Settings) -> Enricher:
     if settings.enricher == "openai":
-        from ray_rag_dagster.backends.enricher import OpenAIEnricher
+        from ray_rag_dagster.backends.enrich import OpenAIEnricher
 
         return OpenAIEnricher(settings)
-    from ray_rag_dagster.backends.enricher import LocalEnricher
+    from ray_rag_dagster.backends.enrich import LocalEnricher
 
     return LocalEnricher()
 

@@ -144,6 +144,30 @@ class DynamoDBStatusStore(StatusStore):
         except self.client.exceptions.ConditionalCheckFailedException:
             existing = self.get(document_id, version)
             assert existing is not None
+            items = self.control.query(
+                KeyConditionExpression="document_id = :d", ExpressionAttributeValues={":d": document_id},
+                ConsistentRead=True,
+            )["Items"]
+            completed = [item for item in items if item.get("status") == COMPLETED]
+            indexed = max(completed, key=lambda item: item.get("updated_at", ""), default=None)
+            superseded = (indexed is not None and indexed["processing_version"] != version
+                          and existing.status in (COMPLETED, FAILED))
+            if existing.status == DELETED or superseded:
+                try:
+                    self.control.update_item(
+                        Key=self._key(document_id, version),
+                        UpdateExpression="SET #status = :pending, updated_at = :updated"
+                        " REMOVE lease_expires_at, #error, current_stage",
+                        ConditionExpression="#status = :seen",
+                        ExpressionAttributeNames={"#status": "status", "#error": "error"},
+                        ExpressionAttributeValues={":pending": PENDING, ":updated": utc_now(), ":seen": existing.status},
+                    )
+                    self._audit(document_id, version, existing.status, PENDING, None, None,
+                                f"{source_key} is back at this version")
+                except self.client.exceptions.ConditionalCheckFailedException:
+                    pass  # someone else moved it first
+                existing = self.get(document_id, version)
+                assert existing is not None
             return existing
         self._audit(document_id, version, None, PENDING, None, None, f"registered {source_key}")
         row = self._row(item)
@@ -240,7 +264,7 @@ class DynamoDBStatusStore(StatusStore):
                 Key=self._key(document_id, version),
                 UpdateExpression="SET #status = :completed, updated_at = :updated REMOVE lease_expires_at",
                 ConditionExpression=condition,
-                ExpressionAttributeNames=_NAMES,
+                ExpressionAttributeNames={"#status": "status", **({"#owner": "owner"} if owner is not None else {})},
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
             )["Attributes"]

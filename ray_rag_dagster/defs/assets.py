@@ -23,7 +23,7 @@ from typing import Any
 import dagster as dg
 
 from ray_rag_dagster.backends.status_store import DELETED, StatusStore
-from ray_rag_dagster.compute.flow import STAGES, StageResult, run_stages
+from ray_rag_dagster.compute.flow import STAGES, StageResult, run_stages_in_background
 from ray_rag_dagster.compute.workers import Placement
 from ray_rag_dagster.defs.checks import CHECK_SPECS, evaluate_checks
 from ray_rag_dagster.defs.partitions import documents
@@ -280,7 +280,7 @@ def _stream(
 ) -> Iterator[Any]:
     """Materializations and check evaluations per document and stage, as the flow reports them."""
     last_stage = stages[-1] if stages else None
-    for result in run_stages(settings, working, stages, before_stage=still_wanted):
+    for result in run_stages_in_background(settings, working, stages, before_stage=still_wanted):
         document = result.document
         if result.status == "ok":
             assert result.output is not None

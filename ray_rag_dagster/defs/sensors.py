@@ -44,8 +44,24 @@ def batch_request(keys: list[str], versions: dict[str, str], tags: dict[str, str
     return dg.RunRequest(run_key=run_key, tags={**tags, RANGE_START_TAG: keys[0], RANGE_END_TAG: keys[-1]})
 
 
+class RemoveDocumentsConfig(dg.Config):
+    document_ids: list[str]
+
+
+@dg.op(description="Delete every output and index row of documents whose PDF left the inbox.")
+def remove_documents(context: dg.OpExecutionContext, config: RemoveDocumentsConfig, pipeline: RagPipeline) -> None:
+    for document_id in config.document_ids:
+        removed = remove_document(pipeline.settings(), document_id)  # deletion errors fail the run, visibly
+        context.log.info(f"{document_id}: removed {removed}")
+
+
+@dg.job(description="Removes deleted documents' outputs and vectors (requested by the inbox sensor).")
+def remove_documents_job() -> None:
+    remove_documents()
+
+
 @dg.sensor(
-    job=ingest_documents_job,
+    jobs=[ingest_documents_job, remove_documents_job],
     minimum_interval_seconds=10,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Watches the inbox (the object store's input/ prefix) for new or changed PDFs.",
@@ -82,22 +98,32 @@ def inbox_sensor(context: dg.SensorEvaluationContext, pipeline: RagPipeline) -> 
             wanted[row.document_id] = f"{row.processing_version}@{row.lease_expires_at:.0f}"
             context.log.warning(f"{row.source_key}: the lease of {row.owner} expired; requesting it again")
     deleted_partitions = []
+    removals: list[str] = []
     for key in sorted(set(seen) - set(current)):
         document_id = document_id_for(key)
         row = status.get(document_id)
-        removed = remove_document(pipeline.settings(), document_id)
         if row is not None:
+            # DELETED first: a run still working on the document stops and undoes its load.
             status.mark_deleted(document_id, row.processing_version, f"{key} was deleted from the inbox")
+        removals.append(document_id)
         if document_id in known_partitions:
             deleted_partitions.append(document_id)
-        context.log.info(f"{key} deleted: removed {removed}")
+        context.log.info(f"{key} deleted: its outputs and vectors are removed by a remove_documents run")
     ordered = [key for key in context.instance.get_dynamic_partitions(documents.name) if key not in deleted_partitions]
     ordered += [key for key in new_partitions if key not in ordered]
     size = pipeline.settings().partitions_per_run
     requests = [
-        batch_request(keys, wanted, {TRIGGER_TAG: "sensor"})
+        batch_request(keys, wanted, {TRIGGER_TAG: "sensor"}).with_replaced_attrs(job_name=ingest_documents_job.name)
         for keys in partition_ranges(ordered, set(wanted), size)
     ]
+    if removals:
+        requests.append(
+            dg.RunRequest(
+                run_key=f"remove:{hashlib.sha256(json.dumps(sorted(removals) + [now]).encode()).hexdigest()[:16]}",
+                job_name=remove_documents_job.name,
+                run_config={"ops": {"remove_documents": {"config": {"document_ids": sorted(removals)}}}},
+            )
+        )
     partition_requests: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
     if new_partitions:
         partition_requests.append(documents.build_add_request(new_partitions))
