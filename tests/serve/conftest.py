@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from ray_rag_dagster.backends import build_embedder, build_object_store, build_vector_index
-from ray_rag_dagster.backends.enricher import redact_pii
+from ray_rag_dagster.backends.enrich import redact_pii
 from ray_rag_dagster.backends.vector_index import IndexRecord
 from ray_rag_dagster.ids import chunk_id, content_hash, document_id_for
 from ray_rag_dagster.samples import PROTOCOL_FILENAME, write_samples
