@@ -57,7 +57,7 @@ def test_search_without_a_server_searches_the_index_itself(search_state: SearchS
     import shutil
 
     home = tmp_path / "home"
-    shutil.copytree(search_state.settings.home, home, ignore=shutil.ignore_patterns("serve.json"))
+    shutil.copytree(search_state.settings.home, home, symlinks=True, ignore=shutil.ignore_patterns("serve.json"))
     result = _search(home, "inclusion criteria age", "-k", "2", "--json")
     assert result.returncode == 0, result.stderr
     hits = json.loads(result.stdout)
