@@ -177,7 +177,7 @@ def _describe(texts: list[str]) -> dict[str, Any]:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    count = 16 if quick else 90
+    count = 16 if quick else 60
     sets = {"prose": chunks_of(CDISC_PDF)[:count], "token-dense": token_dense_chunks(count)}
     with scratch_dir("embedding") as folder:
         measured = in_child(_measure, str(folder / "models"), sets, 1 if quick else 3)
