@@ -162,9 +162,10 @@ def _load_runtime(folder: str, num_threads: int):  # type: ignore[no-untyped-def
 def _default_threads() -> int:
     """Follow the CPUs Ray reserved for the task (Ray sets OMP_NUM_THREADS on workers); 0 = ORT decides.
 
-    Measured in a Ray task (num_cpus=1) on token-dense chunks, 2 cores: 1 thread 6.2 chunks/s, 2 threads 9.1
-    while the other core idles, but 4.5 vs 2.7 chunks/s while the other core is busy (ONNX Runtime's spinning
-    threads fight the other task). So a task uses the CPUs it reserved and no more.
+    Measured in a Ray task (num_cpus=1) on token-dense chunks, 2 cores, v1 graph: 1 thread 6.2 chunks/s, 2
+    threads 9.1 while the other core idles, but 4.5 (1 thread) vs 2.7 (2 threads) while another task keeps the
+    other core busy: an oversubscribed thread pool is slower than one thread. So a task uses the CPUs it
+    reserved and no more.
     """
     try:
         return max(int(os.environ.get("OMP_NUM_THREADS", "0")), 0)
@@ -191,7 +192,8 @@ class OnnxEmbedder(WindowPoolingEmbedder):
         # Measured (bench/): 8 full 256-token windows per batch ran faster than 32 and peaked at ~385 MB
         # instead of ~1050 MB (ONNX Runtime's arena keeps the largest batch's attention buffers). On token-dense
         # chunks (2-3 full windows each), 2 windows per batch (512 tokens) beat 4, 8 and 16 in CPU time per
-        # chunk on one thread (7.3-7.8 vs 6.8-7.0, 6.2-6.6, 5.5-5.7 chunks/s): the activations stay in cache.
+        # chunk on one thread (7.3-7.8 vs 6.8-7.0, 6.2-6.6, 5.5-5.7 chunks/s per CPU-second, loaded machine);
+        # smaller batches keep a batch's activations in cache.
         self.max_batch_tokens = max_batch_tokens
         self.session, self.tokenizer, config = _load_runtime(
             str(files.folder), _default_threads() if num_threads is None else num_threads
