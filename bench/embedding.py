@@ -112,7 +112,7 @@ def _measure(models_dir: str, sets: dict[str, list[str]], rounds: int) -> dict[s
         reference_name: torch_variant(1),
         before_name: onnx_variant(1, **BEFORE),
         after_name: onnx_variant(1),
-        "onnx AFTER, 2 threads (machine otherwise idle only)": onnx_variant(2),
+        "onnx AFTER, 2 threads (pays only while the other core is idle)": onnx_variant(2),
         "onnx int8 (v1 graph), 1 thread": onnx_variant(1, int8_dir, **BEFORE),
         f"static {static.dimension}-d (StaticEmbedder, model2vec)": lambda chunks: static.embed_documents(chunks).vectors,
     }
