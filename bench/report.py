@@ -29,9 +29,9 @@ def _table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _bar_plot(path: Path, labels: list[str], values: list[float], title: str, xlabel: str) -> str:
+def _bar_plot(path: Path, labels: list[str], values: list[float], title: str, xlabel: str, log: bool = False) -> str:
     figure, axes = plt.subplots(figsize=(8, 0.5 * len(labels) + 1.2))
-    axes.barh(labels[::-1], values[::-1], color="#4c72b0")
+    axes.barh(labels[::-1], values[::-1], color="#4c72b0", log=log)
     axes.set_title(title)
     axes.set_xlabel(xlabel)
     for y, value in enumerate(values[::-1]):
@@ -124,10 +124,20 @@ def _reuse(result: dict[str, Any], out: Path) -> str:
 
 def _embedding(result: dict[str, Any], out: Path) -> str:
     variants = result["variants"]
-    text = (f"{result['chunks']} chunks of {result['chunk_chars']} characters; ONNX export (one-time build): "
-            f"{result['export_seconds']} s.\n\n" + _table(variants))
-    text += _bar_plot(out / "embedding_throughput.png", [v["variant"] for v in variants],
-                      [v["chunks_per_second"] for v in variants], "Embedding throughput", "chunks/s")
+    if "sets" not in result:  # results.json from before the token-dense rows
+        text = (f"{result['chunks']} chunks of {result['chunk_chars']} characters; ONNX export (one-time build): "
+                f"{result['export_seconds']} s.\n\n" + _table(variants))
+        return text + _bar_plot(out / "embedding_throughput.png", [v["variant"] for v in variants],
+                                [v["chunks_per_second"] for v in variants], "Embedding throughput", "chunks/s")
+    sets = "; ".join(f"{kind}: {s['chunks']} chunks of {s['chars']} characters, {s['word_pieces_mean']} word pieces "
+                     f"({s['windows_mean']} windows) on average" for kind, s in result["sets"].items())
+    ratios = "; ".join(f"{kind} ×{r['wall']} (wall), ×{r['cpu']} (CPU time)"
+                       for kind, r in result["after_vs_before"].items())
+    text = (f"{sets}. One-time builds: ONNX export {result['onnx_export_seconds']} s, static distillation "
+            f"{result['static_distill_seconds']} s.\n\n**ONNX AFTER ÷ BEFORE**: {ratios}.\n\n" + _table(variants))
+    text += _bar_plot(out / "embedding_throughput.png", [f"{v['chunks']}: {v['variant']}" for v in variants],
+                      [v["chunks_per_second"] for v in variants], "Embedding throughput", "chunks/s (log scale)",
+                      log=True)
     return text
 
 

@@ -28,8 +28,9 @@ class Settings(BaseSettings):
     object_store: Literal["local", "s3"] = "local"
     status_store: Literal["sqlite", "dynamodb"] = "sqlite"
     # onnx: all-MiniLM-L6-v2 on ONNX Runtime (exported once from the wheel's model; 2.1× faster than torch,
-    # half the memory, identical vectors: bench/results/REPORT.md); local: the same model on torch.
-    embedder: Literal["onnx", "local", "openai"] = "onnx"
+    # half the memory, identical vectors: bench/results/REPORT.md); local: the same model on torch;
+    # static: a 256-d static model the project distils from it once (model2vec), hundreds of times faster.
+    embedder: Literal["onnx", "local", "static", "openai"] = "onnx"
     enricher: Literal["local", "openai"] = "local"
     vector_index: Literal["lancedb", "pinecone"] = "lancedb"
 

@@ -47,6 +47,10 @@ def build_embedder(settings: Settings) -> Embedder:
         from ray_rag_dagster.backends.embedder import OpenAIEmbedder
 
         return OpenAIEmbedder(settings)
+    if settings.embedder == "static":
+        from ray_rag_dagster.backends.static_embedder import StaticEmbedder
+
+        return StaticEmbedder(settings.home / "models", settings.embed_model)
     if settings.embedder == "onnx":
         from ray_rag_dagster.backends.onnx_embedder import OnnxEmbedder
 
