@@ -255,6 +255,7 @@ def run_stages_in_background(
 ) -> Iterator[StageResult]:
     """:func:`run_stages` driven by its own thread: the workers are fed while the caller records results
     (Dagster events, status rows), so bookkeeping never leaves a worker idle."""
+    connect(settings)  # in the caller's (main) thread: Ray installs its signal handlers there
     results: queue.Queue[StageResult | BaseException | None] = queue.Queue()
     cancel = threading.Event()
 
