@@ -54,27 +54,36 @@ def ingest_with_progress(settings: Settings, paths: list[Path], *, reprocess: bo
 
 
 def _print_outcomes(settings: Settings, outcomes: list[IngestOutcome]) -> None:
+    """One line per file that fits 80 columns; reasons (failures, skips) as notes under the table."""
     from ray_rag_dagster.backends import build_status_store
 
     status = build_status_store(settings)
+    wide = console.width >= 110
     table = Table(title="Ingest summary")
-    for column in ("file", "document", "status", "pages", "chunks", "vectors", "seconds"):
-        numeric = column in ("pages", "chunks", "vectors", "seconds")
-        table.add_column(column, justify="right" if numeric else "left", no_wrap=True)
-    table.add_column("detail", overflow="fold", ratio=1)
+    table.add_column("file", overflow="fold", ratio=1)
+    if wide:
+        table.add_column("document", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for column in ("pages", "chunks", "seconds"):
+        table.add_column(column, justify="right", no_wrap=True)
+    notes = []
     for outcome in outcomes:
         row = status.get(outcome.document_id)
         counts = row.counts if row else {}
         style = {"COMPLETED": "green", "FAILED": "red"}.get(outcome.status, "yellow")
         table.add_row(
             outcome.path.name,
-            outcome.document_id,
+            *([outcome.document_id] if wide else []),
             f"[{style}]{outcome.status}[/]",
-            *(str(int(counts[name])) if name in counts else "" for name in ("pages", "chunks", "vectors")),
+            *(str(int(counts[name])) if name in counts else "" for name in ("pages", "chunks")),
             f"{outcome.seconds:.1f}" if outcome.seconds else "",
-            outcome.detail,
         )
+        if outcome.detail:
+            detail = outcome.detail.removeprefix(f"{outcome.path.name}: ")
+            notes.append(f"[{style}]{outcome.path.name}[/]: {detail}")
     console.print(table)
+    for note in notes:
+        console.print(note, overflow="fold")
 
 
 @app.command()
