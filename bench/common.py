@@ -19,7 +19,19 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def _shared_data() -> Path:
+    """``shared/data`` next to the repo (or next to an ancestor: a worktree under ``/work/wt/<name>``)."""
+    if os.environ.get("RAY_RAG_BENCH_SHARED_DATA"):
+        return Path(os.environ["RAY_RAG_BENCH_SHARED_DATA"])
+    for folder in REPO.parents:
+        if (folder / "shared" / "data").is_dir():
+            return folder / "shared" / "data"
+    return REPO.parent / "shared" / "data"
+
+
+SHARED_DATA = _shared_data()
 DOCLING_PDFS = SHARED_DATA / "pdfs" / "docling"
 DOCLING_GROUNDTRUTH = SHARED_DATA / "groundtruth" / "docling"
 CDISC_PDF = SHARED_DATA / "pdfs" / "clinical" / "CDISC_Pilot_Study.pdf"
