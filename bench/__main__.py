@@ -19,7 +19,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from bench import e2e, embedding, extraction, memory, orchestration, reuse, scaling, search
+from bench import (
+    backfill, bulk, common, e2e, embedding, extraction, memory, orchestration, overhead, reuse, scaling, search, storm,
+)
 from bench.common import RESULTS_DIR, load_average
 from bench.report import write_report
 
@@ -32,6 +34,11 @@ BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "search": search.run,
     "e2e": e2e.run,
     "memory": memory.run,
+    # Issue 8, many documents at once: old vs new orchestration (bench/harness.py, data sets in bench/datasets.py).
+    "bulk": bulk.run,
+    "storm": storm.run,
+    "overhead": overhead.run,
+    "backfill": backfill.run,
 }
 
 
@@ -54,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
     )
     with Progress(*columns, console=console) as progress:
+        common.PROGRESS = progress
         overall = progress.add_task("benchmarks", total=len(selected))
         for name in selected:
             progress.update(overall, description=f"running {name}")

@@ -148,3 +148,29 @@ def write_page_subset(source: Path, dest: Path, pages: int) -> Path:
 
 def md5_of(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+# The benchmark runner's rich Progress (bench/__main__.py sets it): a benchmark adds its own live line to it,
+# since rich allows one live display at a time.
+PROGRESS: Any = None
+
+
+@contextmanager
+def progress_line(description: str, total: float | None = None) -> Iterator[Callable[..., None]]:
+    """A live progress line for a long step; yields ``update(description=..., completed=...)``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    owner = None
+    progress = PROGRESS
+    if progress is None:
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn())
+        owner = progress = Progress(*columns)
+        owner.start()
+    task = progress.add_task(description, total=total)
+    try:
+        yield lambda **fields: progress.update(task, **fields)
+    finally:
+        progress.remove_task(task)
+        if owner is not None:
+            owner.stop()
