@@ -1,6 +1,7 @@
 """Runs inside a subprocess of one side's code (``python -m bench.flow_child SPEC.json OUT.json``).
 
 Modes:
+- ``register``: put PDFs in the inbox, register their versions, add their partitions (no runs).
 - ``direct``: the stage functions through ``ray_rag_dagster.compute.flow.run_stages`` (no Dagster) on the state
   folder's shared Ray, for a warm-up list, then for the measured list.
 - ``interleaved``: one warm process; warm both paths up, then for each group alternately the direct path and
@@ -63,6 +64,31 @@ def pipeline(settings: Any, paths: list[Path]) -> dict[str, Any]:
     return {"documents": len(paths), "seconds": round(seconds, 3), "statuses": dict(statuses)}
 
 
+def register(settings: Any, paths: list[Path]) -> dict[str, Any]:
+    """What the inbox sensor does before it requests runs, without requesting any: put each PDF in the inbox,
+    register its version in the status store, add its partition."""
+    import dagster as dg
+
+    from ray_rag_dagster.backends import build_object_store, build_status_store
+    from ray_rag_dagster.defs.partitions import documents as partitions
+    from ray_rag_dagster.ids import document_id_for, version_of
+
+    started = time.perf_counter()
+    store, status = build_object_store(settings), build_status_store(settings)
+    ids = []
+    for path in paths:
+        data = path.read_bytes()
+        key = f"input/{path.name}"
+        store.put_bytes(key, data)
+        document_id = document_id_for(key)
+        status.register(document_id, version_of(hashlib.md5(data).hexdigest()), key)
+        ids.append(document_id)
+    instance = dg.DagsterInstance.get()
+    instance.add_dynamic_partitions(partitions.name, ids)
+    return {"partition_keys": ids, "partitions_def": partitions.name,
+            "seconds": round(time.perf_counter() - started, 2)}
+
+
 def main(spec_path: str, out_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     settings = _settings(spec["home"])
@@ -71,6 +97,8 @@ def main(spec_path: str, out_path: str) -> None:
         if spec.get("warmup"):
             result["warmup"] = direct(settings, [Path(p) for p in spec["warmup"]])
         result["measured"] = direct(settings, [Path(p) for p in spec["paths"]])
+    elif spec["mode"] == "register":
+        result.update(register(settings, [Path(p) for p in spec["paths"]]))
     elif spec["mode"] == "interleaved":
         warm_direct, warm_pipeline = spec["warmup"]
         result["warmup"] = {"direct": direct(settings, [Path(p) for p in warm_direct]),

@@ -37,6 +37,7 @@ from typing import Any
 from bench.common import REPO
 
 OLD_COMMIT = "cd27f23660eb914398992fc879677ff6e8da34bd"
+TIMEOUT_SECONDS = 3600
 CLI = "from ray_rag_dagster.cli import main; main()"
 TERMINAL = ("COMPLETED", "FAILED")
 STAGES = ("extract", "chunk", "enrich", "embed", "load")
@@ -478,3 +479,22 @@ def run_ingest(side: Side, home: Path, paths: list[Path], cwd: Path, timeout: fl
 
 def completed_all(counts: dict[str, int], expected: int) -> bool:
     return counts.get("COMPLETED", 0) == expected and sum(counts.values()) == expected
+
+
+def run_flow_child(side: Side, home: Path, folder: Path, spec: dict[str, Any], name: str,
+                   stop_after: bool = True) -> dict[str, Any]:
+    """``python -m bench.flow_child`` on ``side``'s code and state folder ``home``; its JSON result."""
+    side.prepare_home(home)
+    spec_path, out_path, log = folder / f"{name}-spec.json", folder / f"{name}-out.json", folder / f"{name}.log"
+    spec_path.write_text(json.dumps({"home": str(home), **spec}))
+    try:
+        with log.open("w") as handle:
+            completed = subprocess.run([sys.executable, "-m", "bench.flow_child", str(spec_path), str(out_path)],
+                                       env=side.env(home), cwd=folder, stdout=handle, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, timeout=TIMEOUT_SECONDS)
+    finally:
+        if stop_after:
+            stop_state_processes(home)
+    if completed.returncode != 0:
+        raise RuntimeError(f"{name} failed ({completed.returncode}): {log.read_text(errors='replace')[-2000:]}")
+    return json.loads(out_path.read_text())

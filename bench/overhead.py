@@ -16,33 +16,17 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from bench.common import progress_line, ratio, scratch_dir
 from bench.generated import write_small_pdfs
-from bench.harness import new_side, old_side, require_direct_path, stop_state_processes
+from bench.harness import TIMEOUT_SECONDS, new_side, old_side, require_direct_path, run_flow_child, stop_state_processes
 
 DOCUMENTS, GROUPS = 100, 4
 QUICK_DOCUMENTS = 8
 OLD_REFERENCE_DOCUMENTS, QUICK_OLD_REFERENCE_DOCUMENTS = 10, 2
-TIMEOUT_SECONDS = 3600
-
-
-def _child(side: Any, home: Path, folder: Path, spec: dict[str, Any], name: str) -> dict[str, Any]:
-    side.prepare_home(home)
-    spec_path, out_path, log = folder / f"{name}-spec.json", folder / f"{name}-out.json", folder / f"{name}.log"
-    spec_path.write_text(json.dumps({"home": str(home), **spec}))
-    try:
-        with log.open("w") as handle:
-            completed = subprocess.run(
-                [__import__("sys").executable, "-m", "bench.flow_child", str(spec_path), str(out_path)],
-                env=side.env(home), cwd=folder, stdout=handle, stderr=subprocess.STDOUT, timeout=TIMEOUT_SECONDS)
-    finally:
-        stop_state_processes(home)
-    if completed.returncode != 0:
-        raise RuntimeError(f"{name} failed ({completed.returncode}): {log.read_text(errors='replace')[-2000:]}")
-    return json.loads(out_path.read_text())
 
 
 def old_reference(folder: Path, documents: list[Path], warmup: Path) -> dict[str, Any]:
@@ -59,7 +43,7 @@ def old_reference(folder: Path, documents: list[Path], warmup: Path) -> dict[str
             log = folder / f"old-{kind}.log"
             try:
                 with log.open("w") as handle:
-                    completed = subprocess.run([__import__("sys").executable, "-c", code], env=old.env(home),
+                    completed = subprocess.run([sys.executable, "-c", code], env=old.env(home),
                                                cwd=folder, stdout=handle, stderr=subprocess.STDOUT,
                                                timeout=TIMEOUT_SECONDS)
             finally:
@@ -100,7 +84,7 @@ def run(quick: bool) -> dict[str, Any]:
         spec = {"mode": "interleaved", "warmup": [[str(warmup[0]), str(warmup[1])], [str(warmup[2]), str(warmup[3])]],
                 "groups": groups}
         with progress_line(f"overhead: new code, direct/pipeline interleaved over {count} documents"):
-            child = _child(side, folder / "new-home", folder, spec, "new-interleaved")
+            child = run_flow_child(side, folder / "new-home", folder, spec, "new-interleaved")
     rounds = child["rounds"]
     direct = sum(r["seconds"] for r in rounds if r["path"] == "direct")
     pipeline = sum(r["seconds"] for r in rounds if r["path"] == "pipeline")
