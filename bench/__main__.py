@@ -1,6 +1,14 @@
 """``python -m bench [--quick] [--only NAME ...]``: run the benchmarks, write results.json and REPORT.md.
 
 ``--only`` runs some benchmarks and keeps the others' earlier results in results.json.
+
+Issue 8 (many documents at once), old code (commit cd27f23) vs the working tree, both in one invocation:
+``--only bulk`` (``ray-rag ingest`` of 22 real PDFs / 743 pages, old and new), ``--only storm`` (50 real PDFs
+dropped on ``ray-rag dev``, new code, vs ``ray-rag ingest`` of the same), ``--only overhead`` (pipeline vs
+``compute.flow.run_stages`` on 100 small PDFs), ``--only backfill`` (one asset backfill of 1,000 tiny PDFs).
+The real PDFs are fetched into ``~/.cache/ray-rag-bench`` (``python -m bench.datasets``; needs ``apt-get``).
+Environment: ``RAY_RAG_BENCH_NEW_CODE`` (folder holding the new ``ray_rag_dagster``; default this repo),
+``RAY_RAG_BENCH_CACHE``, ``RAY_RAG_PARTITIONS_PER_RUN`` (passed through to the new code).
 """
 
 from __future__ import annotations

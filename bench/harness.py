@@ -326,37 +326,44 @@ def completion_times(home: Path) -> dict[str, float]:
 
 
 def stage_seconds(side: Side, home: Path, cwd: Path) -> dict[str, Any]:
-    """Seconds spent in each stage, summed over documents.
+    """Seconds spent in each stage, summed over documents (the first source that has them; the others too).
 
-    Sources, first that works: ``ray-rag status --json`` (new CLI; per-document ``stage_seconds``), the
-    ``seconds`` metadata of every materialization in the Dagster instance, the status table's total.
+    Sources: ``ray-rag status --json`` (the new CLI: per-document ``stage_seconds``, or ``stages`` with
+    ``seconds``), the ``seconds`` metadata of every materialization in the Dagster instance, and the status
+    table's per-document total. With stages overlapping, these sums exceed the wall time.
     """
-    completed = subprocess.run(side.cli("status", "--json"), env=side.env(home), cwd=cwd, capture_output=True,
-                               text=True, timeout=300)
-    if completed.returncode == 0:
-        try:
-            summed = _stage_seconds_from_status_json(json.loads(completed.stdout))
-            if summed:
-                return {"source": "ray-rag status --json", **summed}
-        except ValueError:
-            pass
+    sources: dict[str, dict[str, float]] = {}
     try:
-        summed = dagster_stage_seconds(home / "dagster")
-        if summed:
-            return {"source": "dagster materialization metadata (seconds)", **summed}
-    except Exception:  # noqa: BLE001 - fall through to the status table
+        completed = subprocess.run(side.cli("status", "--json"), env=side.env(home), cwd=cwd, capture_output=True,
+                                   text=True, timeout=300)
+        if completed.returncode == 0:
+            sources["ray-rag status --json"] = _stage_seconds_from_status_json(json.loads(completed.stdout))
+    except (ValueError, subprocess.TimeoutExpired):
         pass
-    total = sum(row.get("seconds") or 0 for row in latest_rows(home))
-    return {"source": "status control table (total seconds only)", "total": round(total, 1)}
+    try:
+        sources["dagster materialization metadata"] = dagster_stage_seconds(home / "dagster")
+    except Exception as exc:  # noqa: BLE001 - another source may have them
+        sources["dagster materialization metadata"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}  # type: ignore[dict-item]
+    sources["status table (total only)"] = {"total": round(sum(row.get("seconds") or 0 for row in latest_rows(home)), 1)}
+    for name, sums in sources.items():
+        if any(stage in sums for stage in STAGES):
+            return {"source": name, **sums, "other_sources": {k: v for k, v in sources.items() if k != name}}
+    return {"source": "status table (total only)", **sources["status table (total only)"],
+            "other_sources": sources}
 
 
 def _stage_seconds_from_status_json(data: Any) -> dict[str, float]:
     documents = data.get("documents", data) if isinstance(data, dict) else data
     sums: Counter[str] = Counter()
     for document in documents if isinstance(documents, list) else []:
-        per_stage = document.get("stage_seconds") or {}
-        for stage, seconds in per_stage.items():
-            sums[stage] += float(seconds or 0)
+        if not isinstance(document, dict):
+            continue
+        per_stage = document.get("stage_seconds") or document.get("stages") or {}
+        for stage, value in per_stage.items() if isinstance(per_stage, dict) else []:
+            if isinstance(value, dict):
+                value = value.get("seconds")
+            if isinstance(value, (int, float)):
+                sums[stage] += float(value)
     if not sums:
         return {}
     return {**{stage: round(value, 1) for stage, value in sums.items()}, "total": round(sum(sums.values()), 1)}
@@ -470,6 +477,7 @@ def run_ingest(side: Side, home: Path, paths: list[Path], cwd: Path, timeout: fl
         "cpu_busy_fraction": cpu_fraction(cpu_start, cpu_end),
         "exit_code": process.returncode,
         "statuses": counts,
+        "pages_indexed": sum(row.get("pages") or 0 for row in latest_rows(home)),
         **watch.summary(),
     }
     if process.returncode != 0 or counts.get("COMPLETED", 0) != len(paths):
