@@ -400,6 +400,8 @@ def dagster_runs(dagster_home: Path) -> dict[str, Any]:
 
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         records = instance.get_run_records()
+        failures = [_failure_message(instance, r.dagster_run.run_id) for r in records
+                    if r.dagster_run.status.value == "FAILURE"][:5]
     statuses = Counter(record.dagster_run.status.value for record in records)
     queued = [(r.start_time or 0) - r.create_timestamp.timestamp() for r in records if r.start_time]
     running = [(r.end_time or 0) - r.start_time for r in records if r.start_time and r.end_time]
@@ -408,7 +410,24 @@ def dagster_runs(dagster_home: Path) -> dict[str, Any]:
         "by_status": dict(statuses),
         "create_to_start_seconds_sum": round(sum(queued), 1),
         "run_seconds_sum": round(sum(running), 1),
+        **({"failures": failures} if failures else {}),
     }
+
+
+def _failure_message(instance: Any, run_id: str) -> str:
+    """The first step or run failure of a run, in one line."""
+    from dagster import DagsterEventType
+
+    for kind in (DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE):
+        for entry in instance.all_logs(run_id, of_type=kind):
+            event = entry.dagster_event
+            data = getattr(event, "event_specific_data", None)
+            error = getattr(data, "error", None)
+            while getattr(error, "cause", None) is not None:  # the user's exception, not Dagster's wrapper
+                error = error.cause
+            text = (getattr(error, "message", None) or event.message or entry.user_message or "").strip()
+            return f"{event.step_key or 'run'}: {text.splitlines()[0] if text else kind.value}"[:300]
+    return "no failure event"
 
 
 # --- running a command while watching the state folder ----------------------------------------------------------

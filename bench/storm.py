@@ -109,6 +109,9 @@ def drop_storm(home: Path, paths: list[Path], folder: Path, update: Any) -> dict
             "drop_to_all_completed_seconds": round(last_completed - dropped, 1) if last_completed else None,
             "failed": [{"source": row["source_key"], "error": row["error"]}
                        for row in latest_rows(home) if row["status"] == "FAILED"],
+            # searchable: COMPLETED with vectors in the index (the status row's vector count, written by load)
+            "completed_with_vectors": sum(1 for row in latest_rows(home)
+                                          if row["status"] == "COMPLETED" and (row.get("vectors") or 0) > 0),
             **watch.summary(),
         })
     finally:
