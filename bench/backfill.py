@@ -9,7 +9,8 @@ GraphQL ``launchPartitionBackfill`` (partition names + asset selection: the asse
 backfill; a backfill launched from a job page ignores the BackfillPolicy, dagster #18158), executed by the
 daemon. Checked on dagster 1.13.27 with a toy definition (two assets on dynamic partitions,
 ``BackfillPolicy.multi_run(max_partitions_per_run=3)``): this mutation over 7 partitions launched 3 runs
-(d0–d2, d3–d5, d6), each materializing both assets. Wait until the backfill is done and every document is COMPLETED or FAILED.
+(d0–d2, d3–d5, d6), each materializing both assets. Wait until the backfill is done and every document is
+COMPLETED or FAILED.
 
 Reported: runs of the backfill (target ≤ ⌈1000/N⌉, N = ``RAY_RAG_PARTITIONS_PER_RUN``, default 25), seconds
 from the launch to the last document COMPLETED, and **Dagster seconds per document** =

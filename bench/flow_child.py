@@ -38,8 +38,8 @@ def direct(settings: Any, paths: list[Path]) -> dict[str, Any]:
         data = path.read_bytes()
         key = f"input/{path.name}"
         store.put_bytes(key, data)
-        documents.append(DocumentRef(document_id=document_id_for(key), version=version_of(hashlib.md5(data).hexdigest()),
-                                     source_key=key))
+        version = version_of(hashlib.md5(data).hexdigest())
+        documents.append(DocumentRef(document_id=document_id_for(key), version=version, source_key=key))
     events, failures, first_event = 0, [], None
     for event in run_stages(settings, documents):
         events += 1

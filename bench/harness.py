@@ -343,8 +343,9 @@ def stage_seconds(side: Side, home: Path, cwd: Path) -> dict[str, Any]:
     try:
         sources["dagster materialization metadata"] = dagster_stage_seconds(home / "dagster")
     except Exception as exc:  # noqa: BLE001 - another source may have them
-        sources["dagster materialization metadata"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}  # type: ignore[dict-item]
-    sources["status table (total only)"] = {"total": round(sum(row.get("seconds") or 0 for row in latest_rows(home)), 1)}
+        sources["dagster materialization metadata"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}  # type: ignore
+    total = sum(row.get("seconds") or 0 for row in latest_rows(home))
+    sources["status table (total only)"] = {"total": round(total, 1)}
     for name, sums in sources.items():
         if any(stage in sums for stage in STAGES):
             return {"source": name, **sums, "other_sources": {k: v for k, v in sources.items() if k != name}}

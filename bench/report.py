@@ -196,6 +196,9 @@ def _bulk(result: dict[str, Any], out: Path) -> str:
             f"{result['new'].get('stage_seconds', {}).get('source', '–')}.\n\n" + _table(rows)
             + f"\n**speed-up (new ÷ old pages/s): {result['speedup_new_over_old']}**; all COMPLETED: old "
             f"{result['old']['all_completed']}, new {result['new']['all_completed']}.\n")
+    for side in ("old", "new"):
+        for failure in result[side]["dagster"].get("failures", []):
+            text += f"\n- {side}: failed run: `{failure}`\n"
     text += _bar_plot(out / "bulk_pages_per_second.png", ["old", "new"],
                       [result["old"]["pages_per_second"], result["new"]["pages_per_second"]],
                       f"Bulk ingest of {result['documents']} PDFs", "pages/s")
@@ -226,7 +229,10 @@ def _storm(result: dict[str, Any], out: Path) -> str:
             f"({storm.get('ray_clusters_before')} before the storm).\n\n" + _table(rows)
             + f"\n**storm ÷ ingest: {result['storm_over_ingest']}** (target ≤ {result['target_storm_over_ingest']})"
             + (f"; failures: {failed}" if failed else "") + ".\n")
-    return text
+    for name, part in (("storm", storm), ("ingest", ingest)):
+        for failure in part["dagster"].get("failures", []):
+            text += f"\n- {name}: failed run: `{failure}`"
+    return text + "\n"
 
 
 def _overhead(result: dict[str, Any], out: Path) -> str:
@@ -237,7 +243,8 @@ def _overhead(result: dict[str, Any], out: Path) -> str:
     reference = result.get("old_reference", {})
     text = (f"{result['documents']} generated 1–2 page PDFs in {result['groups']} groups, one warm process, one "
             "shared Ray; direct = `compute.flow.run_stages`, pipeline = `cli.ingest_paths`.\n\n" + _table(rows)
-            + f"\n**pipeline ÷ direct: {result['ratio_pipeline_over_direct']}** (target ≤ {result['target_ratio']}); "
+            + f"\n**pipeline ÷ direct: {result['ratio_pipeline_over_direct']}** "
+            f"(target ≤ {result['target_ratio']}); "
             f"overhead {result['overhead_seconds_per_document']} s per document.\n")
     if "ratio_pipeline_over_direct" in reference:
         text += (f"\nOld code for reference ({reference['documents']} of the same documents): pipeline ÷ direct "
