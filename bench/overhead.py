@@ -68,6 +68,7 @@ def old_reference(folder: Path, documents: list[Path], warmup: Path) -> dict[str
 def run(quick: bool) -> dict[str, Any]:
     count = QUICK_DOCUMENTS if quick else DOCUMENTS
     side = new_side()
+    require_direct_path(side)  # fail fast: the comparison needs the new core's direct entry point
     with scratch_dir("overhead") as folder:
         docs = write_small_pdfs(folder / "docs", count, prefix="overhead")
         warmup = write_small_pdfs(folder / "warmup", 4, prefix="warmup")
@@ -78,7 +79,6 @@ def run(quick: bool) -> dict[str, Any]:
                 result["old_reference"] = old_reference(folder, reference_docs, warmup[0])
             except Exception as exc:  # noqa: BLE001 - a reference only; the new numbers still count
                 result["old_reference"] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
-        require_direct_path(side)
         size = count // GROUPS
         groups = [[str(p) for p in docs[i * size:(i + 1) * size]] for i in range(GROUPS)]
         spec = {"mode": "interleaved", "warmup": [[str(warmup[0]), str(warmup[1])], [str(warmup[2]), str(warmup[3])]],
