@@ -30,8 +30,8 @@ from typing import Any
 from bench.common import progress_line, scratch_dir
 from bench.generated import write_small_pdfs
 from bench.harness import (
-    Side, Watch, dagster_runs, free_port, graphql, new_side, require_direct_path, run_flow_child, start_service,
-    status_counts, stop_service, stop_state_processes, wait_http,
+    Side, Watch, dagster_runs, graphql, new_side, require_direct_path, run_flow_child, start_dev, status_counts,
+    stop_service, stop_state_processes,
 )
 
 DOCUMENTS, QUICK_DOCUMENTS = 1000, 20
@@ -104,14 +104,9 @@ def _backfill_state(home: Path, backfill_id: str) -> tuple[str, dict[str, Any]]:
 
 
 def backfill(side: Side, home: Path, folder: Path, paths: list[Path], update: Any) -> dict[str, Any]:
-    side.prepare_home(home)
-    port = free_port()
-    started = time.time()
-    dev = start_service(side.cli("dev", "--port", str(port)), side.env(home), folder, folder / "backfill-dev.log")
-    result: dict[str, Any] = {"port": port}
+    dev, port, ready = start_dev(side, home, folder, "backfill")
+    result: dict[str, Any] = {"port": port, "webserver_ready_seconds": round(ready, 1)}
     try:
-        wait_http(f"http://127.0.0.1:{port}/server_info", 300, dev)
-        result["webserver_ready_seconds"] = round(time.time() - started, 1)
         result["sensors_stopped"] = stop_sensors(port)
         registered = run_flow_child(side, home, folder, {"mode": "register", "paths": [str(p) for p in paths]},
                                     "backfill-register", stop_after=False)

@@ -18,6 +18,7 @@ them by PID (never ``ray stop``: other people's clusters run on the same machine
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -262,9 +263,40 @@ def wait_http(url: str, timeout: float, process: subprocess.Popen | None = None)
                 return time.time() - started
         except urllib.error.HTTPError:
             return time.time() - started
-        except OSError:
+        except (OSError, http.client.HTTPException):  # not up yet (or not HTTP: another service took the port)
             time.sleep(0.5)
     raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+def start_dev(side: Side, home: Path, folder: Path, name: str,
+              attempts: int = 3) -> tuple[subprocess.Popen, int, float]:
+    """``ray-rag dev --port <free>`` until its webserver answers (another free port if one was taken meanwhile).
+    Returns the process, the port and the seconds until the webserver answered."""
+    side.prepare_home(home)
+    for attempt in range(1, attempts + 1):
+        port = free_port()
+        started = time.time()
+        log = folder / f"{name}-dev.log"
+        process = start_service(side.cli("dev", "--port", str(port)), side.env(home), folder, log)
+        try:
+            wait_http(f"http://127.0.0.1:{port}/server_info", 300, process)
+            _check_dagster(port)
+            return process, port, time.time() - started
+        except (RuntimeError, TimeoutError, OSError, ValueError):
+            stop_service(process)
+            stop_state_processes(home)
+            if attempt == attempts:
+                raise RuntimeError(f"ray-rag dev did not serve on port {port}; see {log}: "
+                                   f"{log.read_text(errors='replace')[-1500:]}") from None
+    raise AssertionError("unreachable")
+
+
+def _check_dagster(port: int) -> None:
+    """The server on ``port`` is Dagster's (not a service that took the free port first)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=10) as response:
+        info = json.loads(response.read())
+    if "dagster_webserver_version" not in info and "dagit_version" not in info:
+        raise ValueError(f"port {port} answers, but not as the Dagster webserver: {info}")
 
 
 def graphql(port: int, query: str, variables: dict[str, Any] | None = None, timeout: float = 300) -> dict[str, Any]:

@@ -26,8 +26,8 @@ from typing import Any
 from bench import datasets
 from bench.common import progress_line, ratio, scratch_dir
 from bench.harness import (
-    Watch, dagster_runs, free_port, latest_rows, new_side, run_ingest, start_service,
-    status_counts, stop_service, stop_state_processes, wait_http,
+    Watch, dagster_runs, latest_rows, new_side, run_ingest, start_dev, status_counts, stop_service,
+    stop_state_processes,
 )
 
 TIMEOUT_SECONDS = 40 * 60
@@ -59,13 +59,10 @@ def _daemon_ready(home: Path) -> bool:
 
 def drop_storm(home: Path, paths: list[Path], folder: Path, update: Any) -> dict[str, Any]:
     side = new_side()
-    side.prepare_home(home)
-    port = free_port()
     started = time.time()
-    dev = start_service(side.cli("dev", "--port", str(port)), side.env(home), folder, folder / "storm-dev.log")
-    result: dict[str, Any] = {"port": port}
+    dev, port, ready = start_dev(side, home, folder, "storm")
+    result: dict[str, Any] = {"port": port, "webserver_ready_seconds": round(ready, 1)}
     try:
-        result["webserver_ready_seconds"] = round(wait_http(f"http://127.0.0.1:{port}/server_info", 300, dev), 1)
         while not _daemon_ready(home):
             if dev.poll() is not None or time.time() - started > 300:
                 raise RuntimeError(f"the daemon did not start; see {folder / 'storm-dev.log'}")
