@@ -2,7 +2,7 @@
 
 ``ray-rag dev --port <free>`` starts on a fresh state folder (its own session; stopped by PID with SIGTERM, then
 waited for). Once the webserver answers and the sensor's daemon is up, the storm set (bench/datasets.json) is
-staged next to the inbox and renamed into it within milliseconds; the harness then polls the status store
+staged in the state folder and renamed into the inbox within milliseconds; the harness then polls the status store
 until every document is COMPLETED or FAILED, sampling every 0.5 s: MemAvailable/MemTotal (minimum, %), the
 number of Ray clusters on the machine (``gcs_server`` processes, maximum) and the Dagster runs launched.
 ``drop_to_all_completed_seconds`` ends when the last document turned COMPLETED: its vectors are in the index
@@ -70,10 +70,12 @@ def drop_storm(home: Path, paths: list[Path], folder: Path, update: Any) -> dict
         result["daemon_ready_seconds"] = round(time.time() - started, 1)
         inbox = home / "objects" / "input"
         inbox.mkdir(parents=True, exist_ok=True)
-        # Stage the copies beside the inbox's PDFs (names the sensor ignores), then rename them all in: one drop.
+        # Stage the copies outside the object store on the same file system, then rename them all in: one drop.
+        staging = home / "storm-staging"
+        staging.mkdir(exist_ok=True)
         staged = []
         for path in paths:
-            part = inbox / f".{path.name}.part"
+            part = staging / path.name
             part.write_bytes(path.read_bytes())
             staged.append((part, inbox / path.name))
         watch = Watch(home)
