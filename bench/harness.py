@@ -447,6 +447,15 @@ def dagster_runs(dagster_home: Path) -> dict[str, Any]:
     }
 
 
+def runs_in_flight(dagster_home: Path) -> int:
+    """Runs not yet ended (queued, starting, started, canceling)."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        records = instance.get_run_records()
+    return sum(1 for r in records if r.dagster_run.status.value not in ("SUCCESS", "FAILURE", "CANCELED"))
+
+
 def _failure_message(instance: Any, run_id: str) -> str:
     """The first step or run failure of a run, in one line."""
     from dagster import DagsterEventType
