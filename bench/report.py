@@ -228,7 +228,9 @@ def _storm(result: dict[str, Any], out: Path) -> str:
             "COMPLETED (in the index). Ray clusters: `gcs_server` processes on the whole machine "
             f"({storm.get('ray_clusters_before')} before the storm).\n\n" + _table(rows)
             + f"\n**storm ÷ ingest: {result['storm_over_ingest']}** (target ≤ {result['target_storm_over_ingest']})"
-            + (f"; failures: {failed}" if failed else "") + ".\n")
+            + (f"; failures: {failed}" if failed else "")
+            + f". Searchable (COMPLETED with vectors): {storm.get('completed_with_vectors')}; every run ended "
+            f"{storm.get('drop_to_runs_ended_seconds')} s after the drop.\n")
     for name, part in (("storm", storm), ("ingest", ingest)):
         for failure in part["dagster"].get("failures", []):
             text += f"\n- {name}: failed run: `{failure}`"
