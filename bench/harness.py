@@ -76,6 +76,12 @@ class Side:
         config = home / "dagster" / "dagster.yaml"
         if not config.exists():
             config.write_text("telemetry:\n  enabled: false\n")
+        # Create the instance's SQLite storages now, from one process: a webserver, a daemon and this harness
+        # creating them at once can stamp the schema twice ("alembic_version has more than one head").
+        import dagster as dg
+
+        with dg.DagsterInstance.from_config(str(home / "dagster")):
+            pass
 
     def cli(self, *args: str) -> list[str]:
         return [sys.executable, "-c", CLI, *args]

@@ -53,8 +53,11 @@ def _daemon_ready(home: Path) -> bool:
     """The Dagster daemon's sensor loop has sent a heartbeat to this instance."""
     import dagster as dg
 
-    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
-        return "SENSOR" in instance.get_daemon_heartbeats()
+    try:
+        with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+            return "SENSOR" in instance.get_daemon_heartbeats()
+    except Exception:  # noqa: BLE001 - storage still being set up: ask again
+        return False
 
 
 def drop_storm(home: Path, paths: list[Path], folder: Path, update: Any) -> dict[str, Any]:
