@@ -31,7 +31,7 @@ from bench.common import progress_line, scratch_dir
 from bench.generated import write_small_pdfs
 from bench.harness import (
     Side, Watch, dagster_runs, graphql, new_side, require_direct_path, run_flow_child, start_dev, status_counts,
-    stop_service, stop_state_processes,
+    stop_service, stop_state_processes, wait_daemon,
 )
 
 DOCUMENTS, QUICK_DOCUMENTS = 1000, 20
@@ -107,6 +107,7 @@ def backfill(side: Side, home: Path, folder: Path, paths: list[Path], update: An
     dev, port, ready = start_dev(side, home, folder, "backfill")
     result: dict[str, Any] = {"port": port, "webserver_ready_seconds": round(ready, 1)}
     try:
+        result["daemon_ready_seconds"] = round(wait_daemon(home, "BACKFILL", dev), 1)
         result["sensors_stopped"] = stop_sensors(port)
         registered = run_flow_child(side, home, folder, {"mode": "register", "paths": [str(p) for p in paths]},
                                     "backfill-register", stop_after=False)

@@ -453,6 +453,24 @@ def dagster_runs(dagster_home: Path) -> dict[str, Any]:
     }
 
 
+def wait_daemon(home: Path, daemon_type: str, process: subprocess.Popen, timeout: float = 300) -> float:
+    """Seconds until the Dagster daemon of ``home`` reports a heartbeat for ``daemon_type`` (SENSOR, BACKFILL)."""
+    import dagster as dg
+
+    started = time.time()
+    while time.time() - started < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode} before its daemon started")
+        try:
+            with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+                if daemon_type in instance.get_daemon_heartbeats():
+                    return time.time() - started
+        except Exception:  # noqa: BLE001 - storage still being set up: ask again
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"no {daemon_type} daemon heartbeat within {timeout} s")
+
+
 def runs_in_flight(dagster_home: Path) -> int:
     """Runs not yet ended (queued, starting, started, canceling)."""
     import dagster as dg

@@ -27,7 +27,7 @@ from bench import datasets
 from bench.common import progress_line, ratio, scratch_dir
 from bench.harness import (
     Watch, dagster_runs, latest_rows, runs_in_flight, new_side, run_ingest, start_dev, status_counts, stop_service,
-    stop_state_processes,
+    stop_state_processes, wait_daemon,
 )
 
 TIMEOUT_SECONDS = 40 * 60
@@ -49,27 +49,13 @@ def pdfs(quick: bool) -> list[Path]:
     return sorted(paths, key=lambda p: p.stat().st_size)[:QUICK_DOCUMENTS] if quick else paths
 
 
-def _daemon_ready(home: Path) -> bool:
-    """The Dagster daemon's sensor loop has sent a heartbeat to this instance."""
-    import dagster as dg
-
-    try:
-        with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
-            return "SENSOR" in instance.get_daemon_heartbeats()
-    except Exception:  # noqa: BLE001 - storage still being set up: ask again
-        return False
-
-
 def drop_storm(home: Path, paths: list[Path], folder: Path, update: Any) -> dict[str, Any]:
     side = new_side()
     started = time.time()
     dev, port, ready = start_dev(side, home, folder, "storm")
     result: dict[str, Any] = {"port": port, "webserver_ready_seconds": round(ready, 1)}
     try:
-        while not _daemon_ready(home):
-            if dev.poll() is not None or time.time() - started > 300:
-                raise RuntimeError(f"the daemon did not start; see {folder / 'storm-dev.log'}")
-            time.sleep(0.5)
+        wait_daemon(home, "SENSOR", dev)
         result["daemon_ready_seconds"] = round(time.time() - started, 1)
         inbox = home / "objects" / "input"
         inbox.mkdir(parents=True, exist_ok=True)
