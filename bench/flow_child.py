@@ -5,7 +5,7 @@ Modes:
 - ``direct``: the stage functions through ``ray_rag_dagster.compute.flow.run_stages`` (no Dagster) on the state
   folder's shared Ray, for a warm-up list, then for the measured list.
 - ``interleaved``: one warm process; warm both paths up, then for each group alternately the direct path and
-  the pipeline (``ray_rag_dagster.cli.ingest_paths``: Dagster runs, as ``ray-rag ingest`` does), same Ray.
+  the pipeline (``ray_rag_dagster.ingest.ingest_paths``: Dagster runs, as ``ray-rag ingest`` does), same Ray.
 """
 
 from __future__ import annotations
@@ -55,7 +55,10 @@ def direct(settings: Any, paths: list[Path]) -> dict[str, Any]:
 def pipeline(settings: Any, paths: list[Path]) -> dict[str, Any]:
     from collections import Counter
 
-    from ray_rag_dagster.cli import ingest_paths
+    try:
+        from ray_rag_dagster.ingest import ingest_paths  # the new code
+    except ImportError:
+        from ray_rag_dagster.cli import ingest_paths  # the old code
 
     started = time.perf_counter()
     outcomes = ingest_paths(settings, paths)

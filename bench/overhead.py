@@ -3,7 +3,7 @@
 100 small generated PDFs (1–2 pages, bench/generated.py) in four groups of 25. One process of the new code
 (bench/flow_child.py, ``interleaved``) on one state folder, so both paths use the same shared Ray and the same
 warm workers: a warm-up of each path first, then direct, pipeline, direct, pipeline, each on its own group.
-Direct = ``ray_rag_dagster.compute.flow.run_stages`` (no Dagster); pipeline = ``ray_rag_dagster.cli.ingest_paths``
+Direct = ``ray_rag_dagster.compute.flow.run_stages`` (no Dagster); pipeline = ``ray_rag_dagster.ingest.ingest_paths``
 (what ``ray-rag ingest`` runs: Dagster runs of batches of partitions). Ratio = pipeline seconds ÷ direct seconds
 over the same number of documents (target ≤ 1.10).
 

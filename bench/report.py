@@ -244,7 +244,7 @@ def _overhead(result: dict[str, Any], out: Path) -> str:
              "s/document": round(r["seconds"] / r["documents"], 3)} for i, r in enumerate(result["rounds"])]
     reference = result.get("old_reference", {})
     text = (f"{result['documents']} generated 1–2 page PDFs in {result['groups']} groups, one warm process, one "
-            "shared Ray; direct = `compute.flow.run_stages`, pipeline = `cli.ingest_paths`.\n\n" + _table(rows)
+            "shared Ray; direct = `compute.flow.run_stages`, pipeline = `ingest.ingest_paths`.\n\n" + _table(rows)
             + f"\n**pipeline ÷ direct: {result['ratio_pipeline_over_direct']}** "
             f"(target ≤ {result['target_ratio']}); "
             f"overhead {result['overhead_seconds_per_document']} s per document.\n")
