@@ -28,7 +28,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from bench import (
-    backfill, bulk, common, e2e, embedding, extraction, memory, orchestration, overhead, reuse, scaling, search, storm,
+    backfill, bulk, common, e2e, embedding, engines, extraction, memory, orchestration, overhead, reuse, scaling, search,
+    storm,
 )
 from bench.common import RESULTS_DIR, load_average
 from bench.report import write_report
@@ -47,6 +48,7 @@ BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "storm": storm.run,
     "overhead": overhead.run,
     "backfill": backfill.run,
+    "engines": engines.run,  # Ray core tasks (the flow) vs Ray Data streaming, same documents
 }
 
 

@@ -127,11 +127,14 @@ def run_ray_data(settings: Any, documents: list[Any]) -> int:
 
 
 def run(quick: bool, pdfs: list[Path] | None = None) -> dict[str, Any]:
-    """Both engines on ``pdfs`` (default: the docling test PDFs), fresh state each, in one invocation."""
+    """Both engines on ``pdfs`` (default: the 8 shortest PDFs of the bulk set; quick: 3 docling test PDFs),
+    fresh state each, in one invocation."""
     from bench.common import DOCLING_PDFS
+    from bench.datasets import fetch
     from ray_rag_dagster.settings import Settings
 
-    pdfs = pdfs or sorted(DOCLING_PDFS.glob("*.pdf"))[: 3 if quick else None]
+    if pdfs is None:
+        pdfs = sorted(DOCLING_PDFS.glob("*.pdf"))[:3] if quick else sorted(fetch("bulk"), key=lambda p: p.stat().st_size)[:8]
     pages = _page_count(pdfs)
     from ray_rag_dagster.compute.cluster import connect
     from ray_rag_dagster.compute.workers import stop_workers
