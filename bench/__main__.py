@@ -1,6 +1,14 @@
 """``python -m bench [--quick] [--only NAME ...]``: run the benchmarks, write results.json and REPORT.md.
 
 ``--only`` runs some benchmarks and keeps the others' earlier results in results.json.
+
+Issue 8 (many documents at once), old code (commit cd27f23) vs the working tree, both in one invocation:
+``--only bulk`` (``ray-rag ingest`` of 22 real PDFs / 743 pages, old and new), ``--only storm`` (50 real PDFs
+dropped on ``ray-rag dev``, new code, vs ``ray-rag ingest`` of the same), ``--only overhead`` (pipeline vs
+``compute.flow.run_stages`` on 100 small PDFs), ``--only backfill`` (one asset backfill of 1,000 tiny PDFs).
+The real PDFs are fetched into ``~/.cache/ray-rag-bench`` (``python -m bench.datasets``; needs ``apt-get``).
+Environment: ``RAY_RAG_BENCH_NEW_CODE`` (folder holding the new ``ray_rag_dagster``; default this repo),
+``RAY_RAG_BENCH_CACHE``, ``RAY_RAG_PARTITIONS_PER_RUN`` (passed through to the new code).
 """
 
 from __future__ import annotations
@@ -19,7 +27,10 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from bench import e2e, embedding, extraction, memory, orchestration, reuse, scaling, search
+from bench import (
+    backfill, bulk, common, e2e, embedding, engines, extraction, memory, orchestration, overhead, reuse, scaling, search,
+    storm,
+)
 from bench.common import RESULTS_DIR, load_average
 from bench.report import write_report
 
@@ -32,6 +43,12 @@ BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "search": search.run,
     "e2e": e2e.run,
     "memory": memory.run,
+    # Issue 8, many documents at once: old vs new orchestration (bench/harness.py, data sets in bench/datasets.py).
+    "bulk": bulk.run,
+    "storm": storm.run,
+    "overhead": overhead.run,
+    "backfill": backfill.run,
+    "engines": engines.run,  # Ray core tasks (the flow) vs Ray Data streaming, same documents
 }
 
 
@@ -54,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
     )
     with Progress(*columns, console=console) as progress:
+        common.PROGRESS = progress
         overall = progress.add_task("benchmarks", total=len(selected))
         for name in selected:
             progress.update(overall, description=f"running {name}")

@@ -19,7 +19,19 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def _shared_data() -> Path:
+    """``shared/data`` next to the repo (or next to an ancestor: a worktree under ``/work/wt/<name>``)."""
+    if os.environ.get("RAY_RAG_BENCH_SHARED_DATA"):
+        return Path(os.environ["RAY_RAG_BENCH_SHARED_DATA"])
+    for folder in REPO.parents:
+        if (folder / "shared" / "data").is_dir():
+            return folder / "shared" / "data"
+    return REPO.parent / "shared" / "data"
+
+
+SHARED_DATA = _shared_data()
 DOCLING_PDFS = SHARED_DATA / "pdfs" / "docling"
 DOCLING_GROUNDTRUTH = SHARED_DATA / "groundtruth" / "docling"
 CDISC_PDF = SHARED_DATA / "pdfs" / "clinical" / "CDISC_Pilot_Study.pdf"
@@ -136,3 +148,29 @@ def write_page_subset(source: Path, dest: Path, pages: int) -> Path:
 
 def md5_of(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+# The benchmark runner's rich Progress (bench/__main__.py sets it): a benchmark adds its own live line to it,
+# since rich allows one live display at a time.
+PROGRESS: Any = None
+
+
+@contextmanager
+def progress_line(description: str, total: float | None = None) -> Iterator[Callable[..., None]]:
+    """A live progress line for a long step; yields ``update(description=..., completed=...)``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    owner = None
+    progress = PROGRESS
+    if progress is None:
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn())
+        owner = progress = Progress(*columns)
+        owner.start()
+    task = progress.add_task(description, total=total)
+    try:
+        yield lambda **fields: progress.update(task, **fields)
+    finally:
+        progress.remove_task(task)
+        if owner is not None:
+            owner.stop()

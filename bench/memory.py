@@ -45,7 +45,7 @@ def _stage(home: str, stage: str, document: dict[str, str], input_key: str) -> d
     }
 
 
-def _onnx_embed(home: str, enriched_key: str, max_batch_tokens: int = 2048) -> dict[str, Any]:
+def _onnx_embed(home: str, enriched_key: str, max_batch_tokens: int | None = None) -> dict[str, Any]:
     """The embed stage's work with the OnnxEmbedder (graph exported beforehand, in another process)."""
     from ray_rag_dagster.backends import build_object_store
     from ray_rag_dagster.backends.onnx_embedder import OnnxEmbedder
@@ -54,9 +54,10 @@ def _onnx_embed(home: str, enriched_key: str, max_batch_tokens: int = 2048) -> d
     settings = Settings(home=Path(home))
     started = time.perf_counter()
     texts = [chunk["text"] for chunk in build_object_store(settings).get_jsonl(enriched_key)]
-    OnnxEmbedder(settings.home / "models", max_batch_tokens=max_batch_tokens).embed_documents(texts)
+    options = {} if max_batch_tokens is None else {"max_batch_tokens": max_batch_tokens}
+    OnnxEmbedder(settings.home / "models", **options).embed_documents(texts)
     return {
-        "stage": "embed (OnnxEmbedder)" if max_batch_tokens == 2048 else "embed (OnnxEmbedder, no token budget)",
+        "stage": "embed (OnnxEmbedder)" if max_batch_tokens is None else "embed (OnnxEmbedder, no token budget)",
         "peak_rss_mb": peak_rss_mb(),
         "seconds": round(time.perf_counter() - started, 2),
     }

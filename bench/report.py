@@ -29,9 +29,9 @@ def _table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _bar_plot(path: Path, labels: list[str], values: list[float], title: str, xlabel: str) -> str:
+def _bar_plot(path: Path, labels: list[str], values: list[float], title: str, xlabel: str, log: bool = False) -> str:
     figure, axes = plt.subplots(figsize=(8, 0.5 * len(labels) + 1.2))
-    axes.barh(labels[::-1], values[::-1], color="#4c72b0")
+    axes.barh(labels[::-1], values[::-1], color="#4c72b0", log=log)
     axes.set_title(title)
     axes.set_xlabel(xlabel)
     for y, value in enumerate(values[::-1]):
@@ -62,6 +62,9 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         parts.append(_meta(result))
         if "error" in result:
             parts.append(f"\n**failed**: `{result['error']}`\n")
+            continue
+        if "skipped" in result and name in ("bulk", "storm", "overhead", "backfill"):
+            parts.append(f"skipped: {result['skipped']}\n")
             continue
         parts.append(_SECTIONS.get(name, _generic)(result, out))
     path = out / "REPORT.md"
@@ -124,10 +127,20 @@ def _reuse(result: dict[str, Any], out: Path) -> str:
 
 def _embedding(result: dict[str, Any], out: Path) -> str:
     variants = result["variants"]
-    text = (f"{result['chunks']} chunks of {result['chunk_chars']} characters; ONNX export (one-time build): "
-            f"{result['export_seconds']} s.\n\n" + _table(variants))
-    text += _bar_plot(out / "embedding_throughput.png", [v["variant"] for v in variants],
-                      [v["chunks_per_second"] for v in variants], "Embedding throughput", "chunks/s")
+    if "sets" not in result:  # results.json from before the token-dense rows
+        text = (f"{result['chunks']} chunks of {result['chunk_chars']} characters; ONNX export (one-time build): "
+                f"{result['export_seconds']} s.\n\n" + _table(variants))
+        return text + _bar_plot(out / "embedding_throughput.png", [v["variant"] for v in variants],
+                                [v["chunks_per_second"] for v in variants], "Embedding throughput", "chunks/s")
+    sets = "; ".join(f"{kind}: {s['chunks']} chunks of {s['chars']} characters, {s['word_pieces_mean']} word pieces "
+                     f"({s['windows_mean']} windows) on average" for kind, s in result["sets"].items())
+    ratios = "; ".join(f"{kind} ×{r['wall']} (wall), ×{r['cpu']} (CPU time)"
+                       for kind, r in result["after_vs_before"].items())
+    text = (f"{sets}. One-time builds: ONNX export {result['onnx_export_seconds']} s, static distillation "
+            f"{result['static_distill_seconds']} s.\n\n**ONNX AFTER ÷ BEFORE**: {ratios}.\n\n" + _table(variants))
+    text += _bar_plot(out / "embedding_throughput.png", [f"{v['chunks']}: {v['variant']}" for v in variants],
+                      [v["chunks_per_second"] for v in variants], "Embedding throughput", "chunks/s (log scale)",
+                      log=True)
     return text
 
 
@@ -156,5 +169,112 @@ def _memory(result: dict[str, Any], out: Path) -> str:
     return text
 
 
+def _pct(value: float | None) -> str | None:
+    return None if value is None else f"{100 * value:.0f} %"
+
+
+def _statuses(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {count}" for name, count in sorted(counts.items())) or "none"
+
+
+def _bulk(result: dict[str, Any], out: Path) -> str:
+    rows = []
+    for side in ("old", "new"):
+        r = result[side]
+        stages = r.get("stage_seconds", {})
+        rows.append({
+            "side": side, "wall s": r["wall_seconds"], "pages/s": r["pages_per_second"],
+            "CPU busy (all cores)": _pct(r["cpu_busy_fraction"]), "statuses": _statuses(r["statuses"]),
+            "min MemAvailable": f"{r['mem_available_min_pct']} %", "Ray clusters (max)": r["ray_clusters_max"],
+            "Dagster runs": r["dagster"]["runs"],
+            **{f"{stage} s": stages.get(stage) for stage in ("extract", "chunk", "enrich", "embed", "load")},
+            "stage s total": stages.get("total"),
+        })
+    data = result.get("data_set", {})
+    text = (f"{result['documents']} real PDFs, {result['pages']} pages (sources: {data.get('sources', '–')}); "
+            f"old = {result['old_commit'][:7]}, new = {result['new_code']}. Stage seconds from "
+            f"{result['new'].get('stage_seconds', {}).get('source', '–')}.\n\n" + _table(rows)
+            + f"\n**speed-up (new ÷ old pages/s): {result['speedup_new_over_old']}**; all COMPLETED: old "
+            f"{result['old']['all_completed']}, new {result['new']['all_completed']}.\n")
+    for side in ("old", "new"):
+        for failure in result[side]["dagster"].get("failures", []):
+            text += f"\n- {side}: failed run: `{failure}`\n"
+    text += _bar_plot(out / "bulk_pages_per_second.png", ["old", "new"],
+                      [result["old"]["pages_per_second"], result["new"]["pages_per_second"]],
+                      f"Bulk ingest of {result['documents']} PDFs", "pages/s")
+    return text
+
+
+def _storm(result: dict[str, Any], out: Path) -> str:
+    storm, ingest, before = result["storm"], result["ingest"], result["before_old_code"]
+    rows = [
+        {"run": f"storm: {result['documents']} PDFs dropped, `ray-rag dev`",
+         "seconds": storm.get("drop_to_all_completed_seconds") or storm.get("drop_to_all_ended_seconds"),
+         "statuses": _statuses(storm.get("statuses", {})),
+         "min MemAvailable": f"{storm.get('mem_available_min_pct')} %",
+         "Ray clusters (max)": storm.get("ray_clusters_max"),
+         "Dagster runs": f"{storm['dagster']['runs']} ({_statuses(storm['dagster'].get('by_status', {}))})"},
+        {"run": f"`ray-rag ingest` of the same {result['documents']}", "seconds": ingest["wall_seconds"],
+         "statuses": _statuses(ingest["statuses"]), "min MemAvailable": f"{ingest['mem_available_min_pct']} %",
+         "Ray clusters (max)": ingest["ray_clusters_max"],
+         "Dagster runs": f"{ingest['dagster']['runs']} ({_statuses(ingest['dagster'].get('by_status', {}))})"},
+        {"run": f"before (old code, facts.md): {before['documents']} PDFs dropped",
+         "seconds": before["drop_to_all_ended_seconds"], "statuses": f"FAILED {before['failed']}",
+         "min MemAvailable": f"{before['mem_available_gb_min']} of {before['mem_available_gb_start']} GB",
+         "Ray clusters (max)": before["ray_clusters"], "Dagster runs": before["documents"]},
+    ]
+    failed = storm.get("failed") or []
+    text = (f"{result['documents']} real PDFs, {result['pages']} pages. Storm seconds: drop → last document "
+            "COMPLETED (in the index). Ray clusters: `gcs_server` processes on the whole machine "
+            f"({storm.get('ray_clusters_before')} before the storm).\n\n" + _table(rows)
+            + f"\n**storm ÷ ingest: {result['storm_over_ingest']}** (target ≤ {result['target_storm_over_ingest']})"
+            + (f"; failures: {failed}" if failed else "")
+            + f". Searchable (COMPLETED with vectors): {storm.get('completed_with_vectors')}; every run ended "
+            f"{storm.get('drop_to_runs_ended_seconds')} s after the drop.\n")
+    for name, part in (("storm", storm), ("ingest", ingest)):
+        for failure in part["dagster"].get("failures", []):
+            text += f"\n- {name}: failed run: `{failure}`"
+    return text + "\n"
+
+
+def _overhead(result: dict[str, Any], out: Path) -> str:
+    if "rounds" not in result:
+        return _generic(result, out)
+    rows = [{"round": i + 1, "path": r["path"], "documents": r["documents"], "seconds": r["seconds"],
+             "s/document": round(r["seconds"] / r["documents"], 3)} for i, r in enumerate(result["rounds"])]
+    reference = result.get("old_reference", {})
+    text = (f"{result['documents']} generated 1–2 page PDFs in {result['groups']} groups, one warm process, one "
+            "shared Ray; direct = `compute.flow.run_stages`, pipeline = `ingest.ingest_paths`.\n\n" + _table(rows)
+            + f"\n**pipeline ÷ direct: {result['ratio_pipeline_over_direct']}** "
+            f"(target ≤ {result['target_ratio']}); "
+            f"overhead {result['overhead_seconds_per_document']} s per document.\n")
+    if "ratio_pipeline_over_direct" in reference:
+        text += (f"\nOld code for reference ({reference['documents']} of the same documents): pipeline ÷ direct "
+                 f"{reference['ratio_pipeline_over_direct']}, overhead {reference['overhead_seconds_per_document']} s "
+                 f"per document ({reference['note']}).\n")
+    elif reference:
+        text += f"\nOld code reference failed: `{reference.get('error')}`\n"
+    return text
+
+
+def _backfill(result: dict[str, Any], out: Path) -> str:
+    b = result["backfill"]
+    runs = b["backfill_runs"]
+    rows = [{
+        "documents": result["documents"], "partitions/run": result["partitions_per_run"],
+        "runs": result["runs"], "target runs ≤": result["target_max_runs"], "backfill s": result["backfill_seconds"],
+        "s/document": result["seconds_per_document"], "direct s": result["direct"].get("seconds"),
+        "Dagster s/document": result["dagster_seconds_per_document"], "statuses": _statuses(b.get("statuses", {})),
+        "runs by status": _statuses(runs["by_status"]),
+    }]
+    text = (_table(rows) + f"\nBackfill {b.get('backfill_id')} ({b.get('backfill_status')}) of "
+            f"{', '.join(b.get('assets', []))}; launch delays summed {runs['create_to_start_seconds_sum']} s, "
+            f"run time summed {runs['run_seconds_sum']} s. {result['definition']}.\n")
+    if "error" in result["direct"]:
+        text += f"\nDirect reference failed: `{result['direct']['error']}`\n"
+    return text
+
+
 _SECTIONS = {"extraction": _extraction, "orchestration": _orchestration, "scaling": _scaling, "reuse": _reuse,
-             "embedding": _embedding, "search": _search, "e2e": _e2e, "memory": _memory}
+             "embedding": _embedding, "search": _search, "e2e": _e2e, "memory": _memory,
+             "bulk": _bulk, "storm": _storm, "overhead": _overhead, "backfill": _backfill}

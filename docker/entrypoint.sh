@@ -1,6 +1,7 @@
 #!/bin/sh
 # One image, four roles: the first argument names the role, the rest go to its program.
-#   ray-head [ray start flags]    the head (the stack passes --num-cpus=0: it only coordinates)
+#   ray-head [ray start flags]    the head: GCS, dashboard + Jobs API; the stack passes --num-cpus=0 (no stage
+#                                 runs there) and --resources={"dagster_run": N} (the Dagster run workers' slots)
 #   ray-worker [ray start flags]  a worker joining $RAY_HEAD_ADDRESS (ray-head.<namespace>:6379)
 #   dagster-webserver | dagster-daemon    Dagster with the project's code location
 #   health                        the container health check of whichever role runs as PID 1
@@ -18,13 +19,25 @@ fi
 role="${1:-ray-worker}"
 [ "$#" -gt 0 ] && shift
 
+# Every port a Ray node listens on, pinned so the stack's security groups open exactly these
+# (infra_cfn/template.yaml): GCS 6379 (head); node manager, object manager, runtime-env agent, dashboard agent
+# gRPC 6380-6383; dashboard agent HTTP 52365; metrics 6384 (not opened); worker processes 10002-10999.
+RAY_NODE_PORTS="--node-manager-port=6380 --object-manager-port=6381 --runtime-env-agent-port=6382 \
+--dashboard-agent-grpc-port=6383 --dashboard-agent-listen-port=52365 --metrics-export-port=6384 \
+--min-worker-port=10002 --max-worker-port=10999"
+
 case "$role" in
     ray-head)
-        exec ray start --head --block --disable-usage-stats \
-            --port=6379 --ray-client-server-port=10001 --dashboard-host=0.0.0.0 --dashboard-port=8265 "$@"
+        # The dashboard serves the Jobs API (8265) through which Dagster submits each run as a Ray job;
+        # --include-dashboard=true fails the start if it cannot run. Nothing uses the Ray Client (ray://): its
+        # port is left closed by the security groups.
+        # shellcheck disable=SC2086
+        exec ray start --head --block --disable-usage-stats --port=6379 $RAY_NODE_PORTS \
+            --include-dashboard=true --dashboard-host=0.0.0.0 --dashboard-port=8265 "$@"
         ;;
     ray-worker)
-        exec ray start --block --disable-usage-stats \
+        # shellcheck disable=SC2086
+        exec ray start --block --disable-usage-stats $RAY_NODE_PORTS \
             --address="${RAY_HEAD_ADDRESS:?set RAY_HEAD_ADDRESS to ray-head.<namespace>:6379}" "$@"
         ;;
     dagster-webserver)

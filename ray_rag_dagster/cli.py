@@ -6,8 +6,6 @@ inbox at ``objects/input/``), the status database, the LanceDB index and the Dag
 
 from __future__ import annotations
 
-import json
-import re
 import shutil
 import signal
 import subprocess
@@ -24,9 +22,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from ray_rag_dagster.aws.cli import aws_app
+from ray_rag_dagster.cli_search import search, serve, status
 from ray_rag_dagster.dagster_home import prepare_dagster_home
 from ray_rag_dagster.evaluation import evaluate
 from ray_rag_dagster.ingest import IngestOutcome
+from ray_rag_dagster.passages import snippet  # noqa: F401 - re-exported (tests, scripts)
 from ray_rag_dagster.settings import Settings, load_settings
 
 app = typer.Typer(help="Document RAG ingestion: Dagster assets, compute on Ray.", no_args_is_help=True)
@@ -54,27 +54,36 @@ def ingest_with_progress(settings: Settings, paths: list[Path], *, reprocess: bo
 
 
 def _print_outcomes(settings: Settings, outcomes: list[IngestOutcome]) -> None:
+    """One line per file that fits 80 columns; reasons (failures, skips) as notes under the table."""
     from ray_rag_dagster.backends import build_status_store
 
     status = build_status_store(settings)
+    wide = console.width >= 110
     table = Table(title="Ingest summary")
-    for column in ("file", "document", "status", "pages", "chunks", "vectors", "seconds"):
-        numeric = column in ("pages", "chunks", "vectors", "seconds")
-        table.add_column(column, justify="right" if numeric else "left", no_wrap=True)
-    table.add_column("detail", overflow="fold", ratio=1)
+    table.add_column("file", overflow="fold", ratio=1)
+    if wide:
+        table.add_column("document", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for column in ("pages", "chunks", "seconds"):
+        table.add_column(column, justify="right", no_wrap=True)
+    notes = []
     for outcome in outcomes:
         row = status.get(outcome.document_id)
         counts = row.counts if row else {}
         style = {"COMPLETED": "green", "FAILED": "red"}.get(outcome.status, "yellow")
         table.add_row(
             outcome.path.name,
-            outcome.document_id,
+            *([outcome.document_id] if wide else []),
             f"[{style}]{outcome.status}[/]",
-            *(str(int(counts[name])) if name in counts else "" for name in ("pages", "chunks", "vectors")),
+            *(str(int(counts[name])) if name in counts else "" for name in ("pages", "chunks")),
             f"{outcome.seconds:.1f}" if outcome.seconds else "",
-            outcome.detail,
         )
+        if outcome.detail:
+            detail = outcome.detail.removeprefix(f"{outcome.path.name}: ")
+            notes.append(f"[{style}]{outcome.path.name}[/]: {detail}")
     console.print(table)
+    for note in notes:
+        console.print(note, overflow="fold")
 
 
 @app.command()
@@ -90,76 +99,10 @@ def ingest(
         raise typer.Exit(1)
 
 
-def snippet(text: str, question: str, width: int = 600) -> str:
-    """The ``width`` characters of ``text`` holding the most distinct words of the question (long chunks
-    would otherwise show only their first lines, not the part that matched)."""
-    if len(text) <= width:
-        return text
-    lowered = text.lower()
-    words = {word for word in re.findall(r"[a-z0-9]{4,}", question.lower())}
-    starts = sorted({match.start() for word in words for match in re.finditer(re.escape(word), lowered)})
-    best, best_hits = 0, -1
-    for position in starts:
-        begin = max(0, min(position - width // 5, len(text) - width))
-        window = lowered[begin : begin + width]
-        hits = sum(word in window for word in words)
-        if hits > best_hits:
-            best, best_hits = begin, hits
-    return ("… " if best > 0 else "") + text[best : best + width] + (" …" if best + width < len(text) else "")
-
-
-@app.command()
-def search(
-    question: Annotated[str, typer.Argument(help="What to look for.")],
-    k: Annotated[int, typer.Option("-k", help="How many chunks.")] = 5,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
-) -> None:
-    """Hybrid (full-text + vector) search over the indexed chunks."""
-    from ray_rag_dagster.search import search_index
-
-    hits = search_index(load_settings(), question, k)
-    if as_json:
-        print(json.dumps([hit.__dict__ for hit in hits], indent=2, default=str))
-        return
-    if not hits:
-        console.print("[yellow]No results: ingest some documents first (ray-rag ingest FILE.pdf).[/]")
-        return
-    table = Table(title=f"Top {len(hits)} for: {question}", show_lines=True)
-    for column in ("#", "score", "document", "pages", "heading", "text"):
-        table.add_column(column, overflow="fold")
-    for rank, hit in enumerate(hits, start=1):
-        pages = f"{hit.page_start}" if hit.page_start == hit.page_end else f"{hit.page_start}-{hit.page_end}"
-        text = snippet(hit.text, question)
-        table.add_row(str(rank), f"{hit.score:.4f}", hit.source_key.removeprefix("input/"), pages, hit.heading_path, text)
-    console.print(table)
-
-
-@app.command()
-def status() -> None:
-    """Every document's latest version: status, stage, counts, error; and daily totals."""
-    from ray_rag_dagster.backends import build_status_store
-
-    settings = load_settings()
-    store = build_status_store(settings)
-    table = Table(title=f"Documents ({settings.status_db})")
-    for column in ("document", "source", "version", "status", "stage", "pages", "chunks", "vectors", "seconds", "updated", "error"):
-        table.add_column(column, overflow="fold")
-    for row in store.documents():
-        counts = row.counts
-        table.add_row(
-            row.document_id, row.source_key, row.processing_version, row.status, row.current_stage or "",
-            *(str(int(counts[name])) if name in counts else "" for name in ("pages", "chunks", "vectors")),
-            f"{counts['seconds']:.1f}" if "seconds" in counts else "", row.updated_at, row.error or "",
-        )
-    console.print(table)
-    metrics = Table(title="Daily totals")
-    rows = store.metrics()
-    for column in ("day", "documents_completed", "documents_failed", "pages", "chunks", "tokens", "cost_usd", "seconds"):
-        metrics.add_column(column)
-    for day in rows:
-        metrics.add_row(*(f"{day[c]:.2f}" if isinstance(day[c], float) else str(day[c]) for c in (
-            "day", "documents_completed", "documents_failed", "pages", "chunks", "tokens", "cost_usd", "seconds")))
-    console.print(metrics)
+# search, status and serve live in cli_search (typer and rich only at import: they start fast).
+app.command()(search)
+app.command()(status)
+app.command()(serve)
 
 
 DEMO_QUESTIONS = ("inclusion criteria age", "contact information: phone and email of the site coordinator")
@@ -205,6 +148,8 @@ def dev(port: Annotated[int, typer.Option(help="Dagster UI port.")] = 3000) -> N
         subprocess.Popen([str(binaries / "dagster-daemon"), "run", *common]),
     ]
     console.print(f"Dagster UI on http://127.0.0.1:{port} — drop PDFs into {settings.inbox_dir}; Ctrl-C stops.")
+    # SIGTERM (a service manager, a benchmark) stops the children too, like Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         while all(process.poll() is None for process in processes):
             time.sleep(1)

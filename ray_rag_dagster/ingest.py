@@ -10,7 +10,9 @@ Ctrl-C or SIGTERM releases the claims of documents that did not finish, so an im
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -19,10 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ray_rag_dagster.settings import Settings
-
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
-
 
 @dataclass
 class IngestOutcome:
@@ -42,6 +40,32 @@ def _terminate_as_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def cli_owner() -> str:
+    """``cli-<host>-<pid>-<random>``: another ingest can tell whether the owner of a claim still runs."""
+    return f"cli-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def owner_is_gone(owner: str | None, instance: object) -> bool:
+    """True when the claim's owner is an ingest process on this machine that no longer runs, or a Dagster
+    run that is over (its lease may still run for minutes)."""
+    import dagster as dg
+
+    from ray_rag_dagster.compute.cluster import _pid_alive
+
+    if not owner:
+        return False
+    if owner.startswith("cli-"):
+        parts = owner[len("cli-"):].rsplit("-", 2)
+        if len(parts) != 3 or not parts[1].isdigit():
+            return False  # an older owner format: wait for its lease
+        host, pid = parts[0], int(parts[1])
+        return host == socket.gethostname() and not _pid_alive(pid)
+    run = instance.get_run_by_id(owner)  # type: ignore[attr-defined]
+    return run is not None and run.status in (
+        dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED
+    )
+
+
 def ingest_paths(
     settings: Settings,
     paths: list[Path],
@@ -56,7 +80,7 @@ def ingest_paths(
     from ray_rag_dagster.backends.status_store import COMPLETED, FAILED
     from ray_rag_dagster.defs import build_definitions
     from ray_rag_dagster.defs.assets import OWNER_TAG, TRIGGER_TAG
-    from ray_rag_dagster.defs.partitions import documents, partition_ranges
+    from ray_rag_dagster.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, documents, partition_ranges
     from ray_rag_dagster.dagster_home import prepare_dagster_home
     from ray_rag_dagster.ids import document_id_for, version_of
 
@@ -64,7 +88,7 @@ def ingest_paths(
     instance = dg.DagsterInstance.get()
     store = build_object_store(settings)
     status = build_status_store(settings)
-    owner = f"cli-{uuid.uuid4().hex[:12]}"
+    owner = cli_owner()
     outcomes: list[IngestOutcome] = []
     claimed: list[IngestOutcome] = []
     for path in paths:
@@ -80,6 +104,10 @@ def ingest_paths(
             outcomes.append(IngestOutcome(path, document_id, "UNCHANGED", "this version is already indexed"))
             continue
         claim = status.claim(document_id, version, owner, settings.lease_seconds, reprocess=reprocess)
+        if not claim.granted and owner_is_gone(claim.holder, instance):
+            # The process or run that held it is gone (killed, crashed): take over now, not after the lease.
+            status.release(document_id, version, claim.holder or "", f"owner {claim.holder} is gone")
+            claim = status.claim(document_id, version, owner, settings.lease_seconds, reprocess=reprocess)
         if not claim.granted:
             outcomes.append(IngestOutcome(path, document_id, "SKIPPED", claim.reason))
             continue
@@ -100,8 +128,14 @@ def ingest_paths(
     stop = threading.Event()
 
     def follow() -> None:
-        # The runs execute in this thread; report what the status store says the documents reached.
+        # The runs execute in this thread; report what the status store says the documents reached, and
+        # keep the claims of documents still waiting for their batch alive (heartbeat).
+        beats = 0
         while not stop.wait(0.5):
+            beats += 1
+            if beats % max(int(settings.lease_seconds / 5 / 0.5), 1) == 0:
+                for outcome in claimed:
+                    status.renew(outcome.document_id, outcome.version, owner, settings.lease_seconds)
             rows = [status.get(outcome.document_id, outcome.version) for outcome in claimed]
             done = sum(1 for row in rows if row and row.status in (COMPLETED, FAILED))
             stages: dict[str, int] = {}

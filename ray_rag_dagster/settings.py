@@ -28,8 +28,9 @@ class Settings(BaseSettings):
     object_store: Literal["local", "s3"] = "local"
     status_store: Literal["sqlite", "dynamodb"] = "sqlite"
     # onnx: all-MiniLM-L6-v2 on ONNX Runtime (exported once from the wheel's model; 2.1× faster than torch,
-    # half the memory, identical vectors: bench/results/REPORT.md); local: the same model on torch.
-    embedder: Literal["onnx", "local", "openai"] = "onnx"
+    # half the memory, identical vectors: bench/results/REPORT.md); local: the same model on torch;
+    # static: a 256-d static model the project distils from it once (model2vec), hundreds of times faster.
+    embedder: Literal["onnx", "local", "static", "openai"] = "onnx"
     enricher: Literal["local", "openai"] = "local"
     vector_index: Literal["lancedb", "pinecone"] = "lancedb"
 
@@ -88,6 +89,9 @@ class Settings(BaseSettings):
     # Extraction. A long PDF is extracted as page ranges on parallel Ray tasks, then merged.
     extract_pages_per_shard: int = 25
     extract_engine: Literal["offline", "docling"] = "offline"
+    # Caps on bad input: a larger PDF ends FAILED with the reason, before any conversion.
+    max_pages: int = Field(2000, ge=1)
+    max_document_mb: int = Field(200, ge=1)
     docling_artifacts_path: str | None = None
     ocr: bool = True
 
@@ -101,8 +105,9 @@ class Settings(BaseSettings):
     lancedb_table: str = "chunks"
     search_text_weight: float = Field(0.7, ge=0.0, le=1.0)
 
-    # Status leases: a run that crashed frees its documents after this long.
-    lease_seconds: int = 3600
+    # Status leases: a live run renews its documents' leases every lease_seconds / 5 (heartbeat); a run
+    # that died frees them after this long, and the sensor requests them again.
+    lease_seconds: int = Field(300, ge=10)
 
     @property
     def objects_dir(self) -> Path:

@@ -86,3 +86,86 @@ def test_quick_search_benchmark_writes_results_and_report(tmp_path: Path) -> Non
     report = (tmp_path / "REPORT.md").read_text()
     assert "## search" in report and "p50_ms" in report
     assert (tmp_path / "search_latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- issue 8's many-documents benchmarks: data sets, measurements and report tables (no pipeline runs) --------
+
+
+def test_data_set_manifest_names_real_pdfs_of_the_agreed_sizes() -> None:
+    from bench.datasets import load_manifest
+
+    files, sets = load_manifest()
+    assert all(5 <= entry.pages <= 120 and len(entry.sha256) == 64 for entry in files.values())
+    bulk, storm = sets["bulk"], sets["storm"]
+    assert len(bulk) >= 20 and sum(files[name].pages for name in bulk) >= 500
+    assert len(storm) == 50 and 500 <= sum(files[name].pages for name in storm) <= 900
+    assert len(set(bulk)) == len(bulk) and len(set(storm)) == len(storm)
+    assert {files[name].source for name in bulk} >= {"shared", "r-doc-pdf", "texlive-latex-recommended-doc"}
+
+
+def test_generated_small_pdfs_are_distinct_and_short(tmp_path: Path) -> None:
+    import pypdfium2 as pdfium
+
+    from bench.generated import write_small_pdfs
+
+    paths = write_small_pdfs(tmp_path, 3, prefix="t")
+    assert [p.name for p in paths] == ["t-0001.pdf", "t-0002.pdf", "t-0003.pdf"]
+    assert len({p.read_bytes() for p in paths}) == 3
+    for path in paths:
+        pdf = pdfium.PdfDocument(str(path))
+        assert 1 <= len(pdf) <= 2
+        pdf.close()
+
+
+def test_cpu_share_and_state_folder_processes(tmp_path: Path) -> None:
+    from bench.harness import cpu_fraction, cpu_sample, mem_available_fraction, state_processes
+
+    start = cpu_sample()
+    sum(i * i for i in range(200_000))
+    share = cpu_fraction(start, cpu_sample())
+    assert share is None or 0.0 <= share <= 1.0
+    assert 0.0 < mem_available_fraction() <= 1.0
+    marker = tmp_path / "state-home"
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
+                             env={"RAY_RAG_HOME": str(marker), "PATH": "/usr/bin:/bin"})
+    try:
+        deadline = __import__("time").time() + 10
+        while child.pid not in state_processes(marker) and __import__("time").time() < deadline:
+            __import__("time").sleep(0.1)
+        assert child.pid in state_processes(marker)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_report_tables_for_the_many_documents_benchmarks(tmp_path: Path) -> None:
+    from bench.report import write_report
+
+    side = {"wall_seconds": 10.0, "pages_per_second": 2.0, "cpu_busy_fraction": 0.9, "statuses": {"COMPLETED": 2},
+            "mem_available_min_pct": 80.0, "ray_clusters_max": 1, "dagster": {"runs": 1}, "all_completed": True,
+            "stage_seconds": {"source": "test", "extract": 5.0, "total": 8.0}}
+    results = {"benchmarks": {
+        "bulk": {"documents": 2, "pages": 20, "old_commit": "cd27f23", "new_code": "/x", "old": side,
+                 "new": {**side, "pages_per_second": 4.0}, "speedup_new_over_old": 2.0},
+        "storm": {"documents": 2, "pages": 20, "storm_over_ingest": 1.1, "target_storm_over_ingest": 1.2,
+                  "storm": {"drop_to_all_completed_seconds": 11.0, "statuses": {"COMPLETED": 2},
+                            "mem_available_min_pct": 70.0, "ray_clusters_max": 1, "ray_clusters_before": 0,
+                            "dagster": {"runs": 1}},
+                  "ingest": {**side}, "before_old_code": __import__("bench.storm", fromlist=["BEFORE"]).BEFORE},
+        "overhead": {"documents": 4, "groups": 4, "ratio_pipeline_over_direct": 1.05, "target_ratio": 1.1,
+                     "overhead_seconds_per_document": 0.05,
+                     "rounds": [{"path": p, "documents": 1, "seconds": 1.0} for p in ("direct", "pipeline") * 2],
+                     "old_reference": {"error": "skipped in the test"}},
+        "backfill": {"documents": 20, "partitions_per_run": 25, "runs": 1, "target_max_runs": 1,
+                     "backfill_seconds": 30.0, "seconds_per_document": 1.5, "dagster_seconds_per_document": 0.2,
+                     "direct": {"seconds": 26.0}, "definition": "d",
+                     "backfill": {"backfill_id": "b", "backfill_status": "COMPLETED_SUCCESS", "assets": ["a"],
+                                  "statuses": {"COMPLETED": 20},
+                                  "backfill_runs": {"by_status": {"SUCCESS": 1}, "create_to_start_seconds_sum": 1,
+                                                    "run_seconds_sum": 28}}},
+    }}
+    report = write_report(results, tmp_path).read_text()
+    for needle in ("speed-up (new ÷ old pages/s): 2.0", "storm ÷ ingest: 1.1", "pipeline ÷ direct: 1.05",
+                   "| 20 | 25 | 1 | 1 |"):
+        assert needle in report
+    assert (tmp_path / "bulk_pages_per_second.png").is_file()

@@ -26,12 +26,18 @@ DEPLOY_ACTIONS = (
     "rds:CreateDBInstance", "s3:CreateBucket", "s3:PutLifecycleConfiguration", "dynamodb:CreateTable",
     "secretsmanager:CreateSecret", "servicediscovery:CreatePrivateDnsNamespace",
     "elasticloadbalancing:CreateLoadBalancer", "application-autoscaling:RegisterScalableTarget",
+    "cognito-idp:CreateUserPool", "acm:DescribeCertificate",
     "cloudwatch:PutMetricAlarm", "sns:CreateTopic", "logs:CreateLogGroup",
 )
 VPCS_PER_REGION_QUOTA = ("vpc", "L-F678F1CE")
 DEFAULT_VPC_QUOTA = 5
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 IPV4_ADDRESS = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+WIDEST_ADMIN_PREFIX = 16  # AdminCidr may not be wider than a /16 unless forced
+FORCE_WIDE_FLAG = "--force-wide-admin-cidr"
+# The Ray head hosts one run worker (Ray job driver) per concurrent Dagster run, and MaxWorkers runs at once.
+HEAD_BASE_MEMORY_MB = 2048
+HEAD_MEMORY_PER_RUN_MB = 512
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class DeployPlan:
     stack_name: str
     template_body: str
     parameters: dict[str, str]
+    force_wide_admin_cidr: bool = False
 
 
 def _error_text(error: Exception) -> str:
@@ -67,8 +74,10 @@ def run_checks(clients: AwsClients, plan: DeployPlan) -> list[CheckResult]:
         lambda: _credentials(identity),
         lambda: _region(clients),
         lambda: _permissions(clients, identity),
-        lambda: _admin_cidr(plan.parameters),
+        lambda: _admin_cidr(plan.parameters, plan.force_wide_admin_cidr),
         lambda: _alert_email(plan.parameters),
+        lambda: _certificate(clients, plan.parameters),
+        lambda: _head_memory(plan.parameters),
         lambda: _secret(clients, plan.parameters, "OpenAISecretArn", "openai-api-key", "OPENAI"),
         lambda: _secret(clients, plan.parameters, "PineconeSecretArn", "pinecone-api-key", "PINECONE"),
         lambda: _bucket(clients, plan, identity),
@@ -152,16 +161,69 @@ def _permissions_by_reading(clients: AwsClients, why: str, fix: str) -> CheckRes
     return CheckResult("permissions", True, f"{why}; reading {', '.join(reads)} works")
 
 
-def _admin_cidr(parameters: dict[str, str]) -> CheckResult:
-    fix = "--set AdminCidr=<your public IP>/32 (see https://checkip.amazonaws.com) or export RAY_RAG_ADMIN_CIDR"
-    value = parameters.get("AdminCidr", "")
+def admin_cidr_problem(value: str, force: bool = False) -> str | None:
+    """Why ``value`` may not be the admin network, or None when it may (``deploy`` refuses for the same reason)."""
     try:
         network = ipaddress.IPv4Network(value)
     except ValueError:
-        return CheckResult("admin network", False, f"AdminCidr {value!r} is not an IPv4 CIDR", fix)
-    if network.prefixlen < 16:
-        return CheckResult("admin network", False, f"{value} opens the Dagster UI and Ray dashboard too widely", fix)
+        return f"AdminCidr {value!r} is not an IPv4 CIDR"
+    if network.prefixlen < WIDEST_ADMIN_PREFIX and not force:
+        return (f"AdminCidr {value} is wider than /{WIDEST_ADMIN_PREFIX}: it would open the Dagster UI and the Ray "
+                f"dashboard's sign-in page to {network.num_addresses:,} addresses. Use your own address (a.b.c.d/32); "
+                f"if you really mean it, add {FORCE_WIDE_FLAG}")
+    return None
+
+
+def _admin_cidr(parameters: dict[str, str], force: bool) -> CheckResult:
+    fix = "--set AdminCidr=<your public IP>/32 (see https://checkip.amazonaws.com) or export RAY_RAG_ADMIN_CIDR"
+    value = parameters.get("AdminCidr", "")
+    problem = admin_cidr_problem(value, force)
+    if problem:
+        return CheckResult("admin network", False, problem, fix)
+    if ipaddress.IPv4Network(value).prefixlen < WIDEST_ADMIN_PREFIX:
+        return CheckResult("admin network", True, f"{value}: wider than /{WIDEST_ADMIN_PREFIX}, allowed by {FORCE_WIDE_FLAG}")
     return CheckResult("admin network", True, f"Dagster UI and Ray dashboard reachable from {value} only")
+
+
+def _covers(pattern: str, host: str) -> bool:
+    """Whether a certificate name (``rag.example.org`` or ``*.example.org``) covers ``host``."""
+    pattern, host = pattern.lower().rstrip("."), host.lower().rstrip(".")
+    if pattern.startswith("*."):
+        return host.count(".") == pattern.count(".") and host.endswith(pattern[1:])
+    return pattern == host
+
+
+def _certificate(clients: AwsClients, parameters: dict[str, str]) -> CheckResult:
+    domain, arn = parameters.get("DomainName", ""), parameters.get("CertificateArn", "")
+    fix = ("aws acm request-certificate --domain-name <host> --validation-method DNS (add the DNS record it asks "
+           "for), then --set DomainName=<host> --set CertificateArn=<ARN> or export RAY_RAG_DOMAIN_NAME and "
+           "RAY_RAG_CERTIFICATE_ARN")
+    if not domain or not arn:
+        return CheckResult("HTTPS certificate", False, "DomainName and CertificateArn must both be set", fix)
+    try:
+        certificate = clients.client("acm").describe_certificate(CertificateArn=arn)["Certificate"]
+    except ClientError as error:
+        return CheckResult("HTTPS certificate", False, _error_text(error), fix)
+    names = [certificate.get("DomainName", ""), *certificate.get("SubjectAlternativeNames", [])]
+    if certificate.get("Status") != "ISSUED":
+        return CheckResult("HTTPS certificate", False, f"{arn} is {certificate.get('Status')}, not ISSUED",
+                           "finish its DNS validation (aws acm describe-certificate shows the record to add)")
+    if not any(_covers(name, domain) for name in names if name):
+        return CheckResult("HTTPS certificate", False, f"the certificate covers {', '.join(sorted(set(names)))}, not {domain}", fix)
+    return CheckResult("HTTPS certificate", True, f"https://{domain} with {certificate.get('DomainName')} (ISSUED)")
+
+
+def _head_memory(parameters: dict[str, str]) -> CheckResult:
+    try:
+        memory, workers = int(parameters.get("RayHeadMemory", "8192")), int(parameters.get("MaxWorkers", "10"))
+    except ValueError:
+        return CheckResult("Ray head memory", False, "RayHeadMemory and MaxWorkers must be numbers", "fix the parameters")
+    needed = HEAD_BASE_MEMORY_MB + HEAD_MEMORY_PER_RUN_MB * workers
+    if memory < needed:
+        return CheckResult("Ray head memory", False,
+                           f"{memory} MB for the head and up to {workers} run workers on it (MaxWorkers) needs {needed} MB",
+                           f"--set RayHeadMemory={-(-needed // 1024) * 1024} or a smaller MaxWorkers")
+    return CheckResult("Ray head memory", True, f"{memory} MB: the head and up to {workers} concurrent runs")
 
 
 def _alert_email(parameters: dict[str, str]) -> CheckResult:

@@ -1,8 +1,10 @@
 """``ray-rag aws``: check the prerequisites, deploy the stack, upload PDFs, see status, tear it all down.
 
 The stack is ``infra_cfn/template.yaml`` with ``infra_cfn/parameters.json``; parameters are layered as
-file < environment (``RAY_RAG_ADMIN_CIDR``, ``RAY_RAG_ALERT_EMAIL``, ``RAY_RAG_OPENAI_API_KEY_SECRET_ARN``,
-``RAY_RAG_PINECONE_API_KEY_SECRET_ARN``) < ``--set KEY=VALUE``.
+file < environment (``RAY_RAG_ADMIN_CIDR``, ``RAY_RAG_ALERT_EMAIL``, ``RAY_RAG_DOMAIN_NAME``,
+``RAY_RAG_CERTIFICATE_ARN``, ``RAY_RAG_OPENAI_API_KEY_SECRET_ARN``, ``RAY_RAG_PINECONE_API_KEY_SECRET_ARN``) <
+``--set KEY=VALUE``. ``check`` and ``deploy`` refuse an ``AdminCidr`` wider than /16 unless
+``--force-wide-admin-cidr``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ray_rag_dagster.aws.checks import DeployPlan, run_checks
+from ray_rag_dagster.aws.checks import DeployPlan, admin_cidr_problem, run_checks
 from ray_rag_dagster.aws.stack import (
     SUCCEEDED,
     AwsClients,
@@ -46,18 +48,21 @@ TemplatePath = Annotated[Path, typer.Option("--template", exists=True, dir_okay=
 ParametersPath = Annotated[Path, typer.Option("--parameters", exists=True, dir_okay=False, help="Parameters file (AWS CLI format).")]
 Overrides = Annotated[list[str] | None, typer.Option("--set", help="Override a parameter: KEY=VALUE (repeatable).")]
 AdminCidr = Annotated[str | None, typer.Option(envvar="RAY_RAG_ADMIN_CIDR", help="Network allowed to the UIs, e.g. 203.0.113.7/32.")]
-AlertEmail = Annotated[str | None, typer.Option(envvar="RAY_RAG_ALERT_EMAIL", help="Email for the alarms.")]
+AlertEmail = Annotated[str | None, typer.Option(envvar="RAY_RAG_ALERT_EMAIL", help="Email for the alarms and the first UI user.")]
+DomainName = Annotated[str | None, typer.Option(envvar="RAY_RAG_DOMAIN_NAME", help="Host name of the UIs, e.g. rag.example.org.")]
+CertificateArn = Annotated[str | None, typer.Option(envvar="RAY_RAG_CERTIFICATE_ARN", help="ACM certificate for the host name.")]
+ForceWideAdminCidr = Annotated[bool, typer.Option("--force-wide-admin-cidr", help="Allow an AdminCidr wider than /16.")]
 PollSeconds = Annotated[float, typer.Option(help="Seconds between progress polls.")]
 TimeoutMinutes = Annotated[float, typer.Option(help="Give up waiting after this long.")]
 
 
 def resolve_parameters(
-    settings: Settings, parameters_file: Path, admin_cidr: str | None, alert_email: str | None, overrides: list[str]
+    settings: Settings, parameters_file: Path, options: dict[str, str | None], overrides: list[str]
 ) -> dict[str, str]:
+    """Parameters file < options (``AdminCidr``, ``AlertEmail``... from flags or environment) < ``--set``."""
     values = load_parameters(parameters_file)
     layered = {
-        "AdminCidr": admin_cidr,
-        "AlertEmail": alert_email,
+        **options,
         "OpenAISecretArn": settings.openai_api_key_secret_arn,
         "PineconeSecretArn": settings.pinecone_api_key_secret_arn,
     }
@@ -111,12 +116,16 @@ def check(
     parameters: ParametersPath = DEFAULT_PARAMETERS,
     admin_cidr: AdminCidr = None,
     alert_email: AlertEmail = None,
+    domain_name: DomainName = None,
+    certificate_arn: CertificateArn = None,
     overrides: Overrides = None,
+    force_wide_admin_cidr: ForceWideAdminCidr = False,
 ) -> None:
     """Check everything a deploy needs; each line PASS or FAIL with the fix."""
     settings = Settings()
-    plan = DeployPlan(stack_name, template_body(template),
-                      resolve_parameters(settings, parameters, admin_cidr, alert_email, overrides or []))
+    options = {"AdminCidr": admin_cidr, "AlertEmail": alert_email, "DomainName": domain_name, "CertificateArn": certificate_arn}
+    plan = DeployPlan(stack_name, template_body(template), resolve_parameters(settings, parameters, options, overrides or []),
+                      force_wide_admin_cidr)
     results = run_checks(AwsClients(settings), plan)
     table = Table(title=f"Prerequisites for stack {stack_name} in {settings.aws_region}", show_lines=True)
     for column in ("check", "result", "detail", "fix"):
@@ -137,14 +146,22 @@ def deploy(
     parameters: ParametersPath = DEFAULT_PARAMETERS,
     admin_cidr: AdminCidr = None,
     alert_email: AlertEmail = None,
+    domain_name: DomainName = None,
+    certificate_arn: CertificateArn = None,
     overrides: Overrides = None,
+    force_wide_admin_cidr: ForceWideAdminCidr = False,
     poll_seconds: PollSeconds = 10.0,
     timeout_minutes: TimeoutMinutes = 60.0,
 ) -> None:
     """Create or update the stack, wait for it, print its outputs."""
     settings = Settings()
+    options = {"AdminCidr": admin_cidr, "AlertEmail": alert_email, "DomainName": domain_name, "CertificateArn": certificate_arn}
+    values = resolve_parameters(settings, parameters, options, overrides or [])
+    # An update that does not name AdminCidr keeps the stack's value, which passed this test when it was set.
+    if "AdminCidr" in values and (problem := admin_cidr_problem(values["AdminCidr"], force_wide_admin_cidr)):
+        console.print(f"[red]refusing to deploy: {problem}[/]")
+        raise typer.Exit(1)
     clients = AwsClients(settings)
-    values = resolve_parameters(settings, parameters, admin_cidr, alert_email, overrides or [])
     try:
         action = deploy_stack(clients.cloudformation, stack_name, template_body(template), values)
     except StackError as error:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ray_rag_dagster.backends.embedder import Embedder
-    from ray_rag_dagster.backends.enricher import Enricher
+    from ray_rag_dagster.backends.enrich import Enricher
     from ray_rag_dagster.backends.object_store import ObjectStore
     from ray_rag_dagster.backends.status_store import StatusStore
     from ray_rag_dagster.backends.vector_index import VectorIndex
@@ -47,6 +47,10 @@ def build_embedder(settings: Settings) -> Embedder:
         from ray_rag_dagster.backends.embedder import OpenAIEmbedder
 
         return OpenAIEmbedder(settings)
+    if settings.embedder == "static":
+        from ray_rag_dagster.backends.static_embedder import StaticEmbedder
+
+        return StaticEmbedder(settings.home / "models", settings.embed_model)
     if settings.embedder == "onnx":
         from ray_rag_dagster.backends.onnx_embedder import OnnxEmbedder
 
@@ -58,10 +62,10 @@ def build_embedder(settings: Settings) -> Embedder:
 
 def build_enricher(settings: Settings) -> Enricher:
     if settings.enricher == "openai":
-        from ray_rag_dagster.backends.enricher import OpenAIEnricher
+        from ray_rag_dagster.backends.enrich import OpenAIEnricher
 
         return OpenAIEnricher(settings)
-    from ray_rag_dagster.backends.enricher import LocalEnricher
+    from ray_rag_dagster.backends.enrich import LocalEnricher
 
     return LocalEnricher()
 

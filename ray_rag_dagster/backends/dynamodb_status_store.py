@@ -144,6 +144,30 @@ class DynamoDBStatusStore(StatusStore):
         except self.client.exceptions.ConditionalCheckFailedException:
             existing = self.get(document_id, version)
             assert existing is not None
+            items = self.control.query(
+                KeyConditionExpression="document_id = :d", ExpressionAttributeValues={":d": document_id},
+                ConsistentRead=True,
+            )["Items"]
+            completed = [item for item in items if item.get("status") == COMPLETED]
+            indexed = max(completed, key=lambda item: item.get("updated_at", ""), default=None)
+            superseded = (indexed is not None and indexed["processing_version"] != version
+                          and existing.status in (COMPLETED, FAILED))
+            if existing.status == DELETED or superseded:
+                try:
+                    self.control.update_item(
+                        Key=self._key(document_id, version),
+                        UpdateExpression="SET #status = :pending, updated_at = :updated"
+                        " REMOVE lease_expires_at, #error, current_stage",
+                        ConditionExpression="#status = :seen",
+                        ExpressionAttributeNames={"#status": "status", "#error": "error"},
+                        ExpressionAttributeValues={":pending": PENDING, ":updated": utc_now(), ":seen": existing.status},
+                    )
+                    self._audit(document_id, version, existing.status, PENDING, None, None,
+                                f"{source_key} is back at this version")
+                except self.client.exceptions.ConditionalCheckFailedException:
+                    pass  # someone else moved it first
+                existing = self.get(document_id, version)
+                assert existing is not None
             return existing
         self._audit(document_id, version, None, PENDING, None, None, f"registered {source_key}")
         row = self._row(item)
@@ -215,17 +239,41 @@ class DynamoDBStatusStore(StatusStore):
         )
         self._audit(document_id, version, IN_PROGRESS, IN_PROGRESS, stage, None, f"{stage} done")
 
-    def complete(self, document_id: str, version: str) -> None:
-        row = self.control.update_item(
-            Key=self._key(document_id, version),
-            UpdateExpression="SET #status = :completed, updated_at = :updated REMOVE lease_expires_at",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":completed": COMPLETED, ":updated": utc_now()},
-            ReturnValues="ALL_NEW",
-        )["Attributes"]
+    def renew(self, document_id: str, version: str, owner: str, lease_seconds: int) -> bool:
+        try:
+            self.control.update_item(
+                Key=self._key(document_id, version),
+                UpdateExpression="SET lease_expires_at = :lease",
+                ConditionExpression="#status = :in_progress AND #owner = :owner",
+                ExpressionAttributeNames=_NAMES,
+                ExpressionAttributeValues={":lease": _number(time.time() + lease_seconds),
+                                           ":in_progress": IN_PROGRESS, ":owner": owner},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def complete(self, document_id: str, version: str, owner: str | None = None) -> bool:
+        condition = "attribute_exists(document_id) AND #status <> :deleted"
+        values: dict[str, Any] = {":completed": COMPLETED, ":updated": utc_now(), ":deleted": DELETED}
+        if owner is not None:
+            condition += " AND #status = :in_progress AND #owner = :owner"
+            values |= {":in_progress": IN_PROGRESS, ":owner": owner}
+        try:
+            row = self.control.update_item(
+                Key=self._key(document_id, version),
+                UpdateExpression="SET #status = :completed, updated_at = :updated REMOVE lease_expires_at",
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#status": "status", **({"#owner": "owner"} if owner is not None else {})},
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
         self._audit(document_id, version, IN_PROGRESS, COMPLETED, row.get("current_stage"), row.get("owner"))
         counts = {name: float(row.get(name, 0)) for name in ("pages", "chunks", "tokens", "cost_usd", "seconds")}
         self._add_metrics(documents_completed=1, **counts)
+        return True
 
     def fail(self, document_id: str, version: str, stage: str, error: str) -> None:
         previous = self.control.update_item(

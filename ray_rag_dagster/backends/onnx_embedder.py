@@ -6,6 +6,12 @@ includes the model's mean pooling and L2 normalisation, so it outputs sentence v
 under ``<models_dir>/<model>.onnx-v<N>/`` (``model.onnx``, ``tokenizer.json``, ``config.json``); a file lock
 makes concurrent Ray workers wait for the one that exports instead of exporting in parallel.
 
+The graph is traced from transformers' *eager* attention (format v2). Format v1 traced the default SDPA
+attention, whose export builds the padding mask with ``IsNaN``/``Where`` over every (batch, head, query, key)
+score: ≈9 % of the run time at 256 tokens in ONNX Runtime's profile (MatMul ≈76 %, the model is compute-bound).
+The eager graph computes the same vectors (cosine 1.000000 to v1 and to torch) ≈10 % faster per token;
+``attention="sdpa"`` rebuilds v1 for comparison (bench/embedding.py).
+
 At run time only ``onnxruntime`` and ``tokenizers`` are used (no torch import). Long texts are split into
 token windows and mean-pooled exactly like ``LocalEmbedder``, so nothing is cut off; pieces are sorted by
 token length before batching, so a batch pads to similar lengths, and a batch holds at most
@@ -27,8 +33,10 @@ import numpy as np
 
 from ray_rag_dagster.backends.embedder import WindowPoolingEmbedder
 
-# Bump when the exported graph changes (inputs, outputs, opset), so stale caches are rebuilt.
-EXPORT_FORMAT_VERSION = 1
+# Bump when the exported graph changes (inputs, outputs, opset, attention), so stale caches are rebuilt.
+EXPORT_FORMAT_VERSION = 2
+# The format each attention implementation was exported as: v1 = SDPA (the first version), v2 = eager.
+_FORMAT_OF_ATTENTION = {"sdpa": 1, "eager": EXPORT_FORMAT_VERSION}
 OPSET = 17
 _INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -53,32 +61,33 @@ class OnnxModelFiles:
         return self.model.is_file() and self.tokenizer.is_file() and self.config.is_file()
 
 
-def onnx_model_files(models_dir: Path, model_name: str) -> OnnxModelFiles:
+def onnx_model_files(models_dir: Path, model_name: str, attention: str = "eager") -> OnnxModelFiles:
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model_name)
-    return OnnxModelFiles(Path(models_dir) / f"{slug}.onnx-v{EXPORT_FORMAT_VERSION}")
+    return OnnxModelFiles(Path(models_dir) / f"{slug}.onnx-v{_FORMAT_OF_ATTENTION[attention]}")
 
 
-def ensure_onnx_model(models_dir: Path, model_name: str) -> OnnxModelFiles:
+def ensure_onnx_model(models_dir: Path, model_name: str, attention: str = "eager") -> OnnxModelFiles:
     """Export ``model_name`` to ONNX once; later calls (any process) find it on disk."""
-    from filelock import FileLock
-
-    files = onnx_model_files(models_dir, model_name)
+    files = onnx_model_files(models_dir, model_name, attention)
     if files.complete():
         return files
+    from filelock import FileLock
+
     files.folder.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(files.folder) + ".lock"):
         if not files.complete():  # another worker may have finished while this one waited
-            _export(model_name, files)
+            _export(model_name, files, attention)
     return files
 
 
-def _export(model_name: str, files: OnnxModelFiles) -> None:
+def _export(model_name: str, files: OnnxModelFiles, attention: str) -> None:
     """Write the graph, tokenizer and config into a temporary folder, then move it into place in one rename."""
     import torch
 
     from ray_rag_dagster.backends.embedder import _load_sentence_transformer
 
-    sentence_model = _load_sentence_transformer(model_name)
+    # v1 traced the model exactly as LocalEmbedder loads it (transformers' default attention, SDPA)
+    sentence_model = _load_sentence_transformer(model_name, None if attention == "sdpa" else attention)
 
     class SentenceVectors(torch.nn.Module):
         """Inputs by keyword (the exporter passes them so), output = pooled, normalised sentence vectors."""
@@ -121,6 +130,7 @@ def _export(model_name: str, files: OnnxModelFiles) -> None:
         "dimension": int(sentence_model.get_embedding_dimension()),
         "max_seq_length": int(sentence_model.max_seq_length),
         "opset": OPSET,
+        "attention": attention,
         "torch": torch.__version__,
     }
     (staging / files.config.name).write_text(json.dumps(config, indent=2))
@@ -150,7 +160,13 @@ def _load_runtime(folder: str, num_threads: int):  # type: ignore[no-untyped-def
 
 
 def _default_threads() -> int:
-    """Follow the CPUs Ray reserved for the task (Ray sets OMP_NUM_THREADS on workers); 0 = ORT decides."""
+    """Follow the CPUs Ray reserved for the task (Ray sets OMP_NUM_THREADS on workers); 0 = ORT decides.
+
+    Measured in a Ray task (num_cpus=1) on token-dense chunks, 2 cores, v1 graph: 1 thread 6.2 chunks/s, 2
+    threads 9.1 while the other core idles, but 4.5 (1 thread) vs 2.7 (2 threads) while another task keeps the
+    other core busy: an oversubscribed thread pool is slower than one thread. So a task uses the CPUs it
+    reserved and no more.
+    """
     try:
         return max(int(os.environ.get("OMP_NUM_THREADS", "0")), 0)
     except ValueError:
@@ -166,13 +182,18 @@ class OnnxEmbedder(WindowPoolingEmbedder):
         model_name: str = "all-MiniLM-L6-v2",
         batch_size: int = 32,
         num_threads: int | None = None,
-        max_batch_tokens: int = 2048,
+        max_batch_tokens: int = 512,
+        attention: str = "eager",
     ) -> None:
-        files = ensure_onnx_model(models_dir, model_name)
+        files = ensure_onnx_model(models_dir, model_name, attention)
+        self.tokenizer_path = files.tokenizer
         self.name = model_name
         self.batch_size = batch_size
         # Measured (bench/): 8 full 256-token windows per batch ran faster than 32 and peaked at ~385 MB
-        # instead of ~1050 MB (ONNX Runtime's arena keeps the largest batch's attention buffers).
+        # instead of ~1050 MB (ONNX Runtime's arena keeps the largest batch's attention buffers). On token-dense
+        # chunks (2-3 full windows each), 2 windows per batch (512 tokens) beat 4, 8 and 16 in CPU time per
+        # chunk on one thread (7.3-7.8 vs 6.8-7.0, 6.2-6.6, 5.5-5.7 chunks/s per CPU-second, loaded machine);
+        # smaller batches keep a batch's activations in cache.
         self.max_batch_tokens = max_batch_tokens
         self.session, self.tokenizer, config = _load_runtime(
             str(files.folder), _default_threads() if num_threads is None else num_threads

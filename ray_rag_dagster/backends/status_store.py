@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,7 +67,11 @@ class StatusStore(abc.ABC):
 
     @abc.abstractmethod
     def register(self, document_id: str, version: str, source_key: str) -> DocumentStatus:
-        """Create a PENDING row for this version unless one exists; return the current row."""
+        """Create a PENDING row for this version unless one exists; return the current row.
+
+        An existing row goes back to PENDING when the version comes back: after a delete (DELETED), or
+        after another version of the document was processed since (a revert v1 → v2 → v1 re-indexes v1).
+        """
 
     @abc.abstractmethod
     def get(self, document_id: str, version: str | None = None) -> DocumentStatus | None:
@@ -91,7 +96,16 @@ class StatusStore(abc.ABC):
         """Note that ``stage`` finished; set the given counts."""
 
     @abc.abstractmethod
-    def complete(self, document_id: str, version: str) -> None: ...
+    def complete(self, document_id: str, version: str, owner: str | None = None) -> bool:
+        """COMPLETED, if ``owner`` (when given) still holds the claim and the version was not deleted.
+
+        Conditional: a run that lost its claim (lease expired and taken over) or whose document was
+        deleted meanwhile does not count; it gets False and must undo what it loaded.
+        """
+
+    @abc.abstractmethod
+    def renew(self, document_id: str, version: str, owner: str, lease_seconds: int) -> bool:
+        """Extend ``owner``'s lease (a heartbeat while it works); False if it no longer holds the claim."""
 
     @abc.abstractmethod
     def fail(self, document_id: str, version: str, stage: str, error: str) -> None: ...
@@ -159,35 +173,33 @@ class SqliteStatusStore(StatusStore):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = self._connect()
-        try:
-            db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; persistent per file
-            db.executescript(_SCHEMA)
-        finally:
-            db.close()
+        self._local = threading.local()
+        self._connect().executescript(_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        # WAL + NORMAL: a commit does not wait for fsync (a power cut may lose the last transitions, never
-        # corrupt the file); batch runs write several rows per document and stage.
-        db.execute("PRAGMA synchronous=NORMAL")
+        # One connection per thread, kept open: opening and closing a WAL database costs an fsync each
+        # time (~30 ms here), and a batch run writes several rows per document and stage.
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; persistent per file
+            # A commit does not wait for fsync: a power cut may lose the last transitions, never corrupt.
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._local.db = db
         return db
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """An immediate transaction: the write lock is taken up front, so read-check-write is atomic."""
         db = self._connect()
+        db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        finally:
-            db.close()
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     @staticmethod
     def _row(row: sqlite3.Row | None) -> DocumentStatus | None:
@@ -241,6 +253,22 @@ class SqliteStatusStore(StatusStore):
         with self._transaction() as db:
             existing = self._get(db, document_id, version)
             if existing is not None:
+                indexed = db.execute(
+                    "SELECT processing_version FROM control WHERE document_id = ? AND status = ?"
+                    " ORDER BY updated_at DESC, rowid DESC LIMIT 1", (document_id, COMPLETED),
+                ).fetchone()
+                superseded = (indexed is not None and indexed[0] != version
+                              and existing.status in (COMPLETED, FAILED))
+                if existing.status == DELETED or superseded:
+                    db.execute(
+                        "UPDATE control SET status = ?, error = NULL, lease_expires_at = NULL, current_stage = NULL,"
+                        " updated_at = ? WHERE document_id = ? AND processing_version = ?",
+                        (PENDING, utc_now(), document_id, version),
+                    )
+                    self._audit(db, document_id, version, existing.status, PENDING, None, None,
+                                f"{source_key} is back at this version")
+                    existing = self._get(db, document_id, version)
+                    assert existing is not None
                 return existing
             now = utc_now()
             db.execute(
@@ -310,11 +338,22 @@ class SqliteStatusStore(StatusStore):
             self._audit(db, document_id, version, row.status if row else None, IN_PROGRESS, stage,
                         row.owner if row else None, f"{stage} done")
 
-    def complete(self, document_id: str, version: str) -> None:
+    def renew(self, document_id: str, version: str, owner: str, lease_seconds: int) -> bool:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE control SET lease_expires_at = ? WHERE document_id = ? AND processing_version = ?"
+                " AND status = ? AND owner = ?",
+                (time.time() + lease_seconds, document_id, version, IN_PROGRESS, owner),
+            )
+            return cursor.rowcount == 1
+
+    def complete(self, document_id: str, version: str, owner: str | None = None) -> bool:
         with self._transaction() as db:
             row = self._get(db, document_id, version)
             if row is None:
                 raise KeyError(f"{document_id} version {version} is not registered")
+            if row.status == DELETED or (owner is not None and (row.status != IN_PROGRESS or row.owner != owner)):
+                return False
             db.execute(
                 "UPDATE control SET status = ?, lease_expires_at = NULL, updated_at = ?"
                 " WHERE document_id = ? AND processing_version = ?",
@@ -324,6 +363,7 @@ class SqliteStatusStore(StatusStore):
             counts = {name: row.counts.get(name, 0) or 0 for name in ("pages", "chunks", "tokens", "cost_usd",
                                                                        "seconds")}
             self._add_metrics(db, documents_completed=1, **counts)
+            return True
 
     def fail(self, document_id: str, version: str, stage: str, error: str) -> None:
         with self._transaction() as db:

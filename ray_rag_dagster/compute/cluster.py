@@ -25,8 +25,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ray_rag_dagster.settings import Settings
+if TYPE_CHECKING:  # the package imports this module first thing: keep it free of pydantic (fast CLI start)
+    from ray_rag_dagster.settings import Settings
 
 NAMESPACE = "ray_rag"
 # Workers read no model hub: every model comes from an installed wheel.
@@ -140,7 +142,8 @@ class LocalCluster:
         ]
         self.token_path.write_text(secrets.token_hex(32))
         self.token_path.chmod(0o600)
-        environment = {**os.environ, **WORKER_ENV, **self.auth_environment()}
+        # A local head has nothing to drain to: stop at once when the last user leaves.
+        environment = {**os.environ, **WORKER_ENV, **self.auth_environment(), "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "1"}
         process = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=environment,
                                    start_new_session=True)  # outlives the process that started it
         address = f"127.0.0.1:{port}"

@@ -21,6 +21,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -100,8 +102,12 @@ def run_stages(
     stages: Sequence[str] = STAGES,
     *,
     before_stage: Callable[[DocumentRef, str], str | None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> Iterator[StageResult]:
-    """Run ``stages`` (a contiguous part of :data:`STAGES`) for every document; yield results as they come."""
+    """Run ``stages`` (a contiguous part of :data:`STAGES`) for every document; yield results as they come.
+
+    ``cancel`` stops submitting work (what is running finishes on the workers, unreported).
+    """
     stages = [stage for stage in STAGES if stage in stages]
     if not documents or not stages:
         return
@@ -149,7 +155,7 @@ def run_stages(
     yield from results
 
     function = {"plan": plan_extract, "shard": run_extract, "merge": merge_extract, **_STAGE_FUNCTIONS}
-    while ready or in_flight:
+    while (ready or in_flight) and not (cancel and cancel.is_set()):
         # Submit the most urgent runnable tasks to idle workers.
         deferred: list[_Task] = []
         now = time.monotonic()
@@ -238,3 +244,37 @@ def run_stages(
             stopped = next_stage(task.doc, stage)
             if stopped:
                 yield stopped
+
+
+def run_stages_in_background(
+    settings: Settings,
+    documents: Sequence[DocumentRef],
+    stages: Sequence[str] = STAGES,
+    *,
+    before_stage: Callable[[DocumentRef, str], str | None] | None = None,
+) -> Iterator[StageResult]:
+    """:func:`run_stages` driven by its own thread: the workers are fed while the caller records results
+    (Dagster events, status rows), so bookkeeping never leaves a worker idle."""
+    connect(settings)  # in the caller's (main) thread: Ray installs its signal handlers there
+    results: queue.Queue[StageResult | BaseException | None] = queue.Queue()
+    cancel = threading.Event()
+
+    def drive() -> None:
+        try:
+            for result in run_stages(settings, documents, stages, before_stage=before_stage, cancel=cancel):
+                results.put(result)
+        except BaseException as error:  # noqa: BLE001 - handed to the caller's thread
+            results.put(error)
+        finally:
+            results.put(None)
+
+    thread = threading.Thread(target=drive, name="ray-rag-flow", daemon=True)
+    thread.start()
+    try:
+        while (item := results.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        cancel.set()
+        thread.join(timeout=60)

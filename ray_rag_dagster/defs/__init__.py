@@ -6,7 +6,7 @@ import dagster as dg
 
 from ray_rag_dagster.defs.assets import ingest_assets
 from ray_rag_dagster.defs.resources import RagPipeline
-from ray_rag_dagster.defs.sensors import inbox_sensor, ingest_documents_job
+from ray_rag_dagster.defs.sensors import inbox_sensor, ingest_documents_job, remove_documents_job
 from ray_rag_dagster.settings import Settings
 
 
@@ -15,7 +15,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings()
     return dg.Definitions(
         assets=ingest_assets,
-        jobs=[ingest_documents_job],
+        jobs=[ingest_documents_job, remove_documents_job],
         sensors=[inbox_sensor],
         resources={
             "pipeline": RagPipeline(home=str(settings.home)),

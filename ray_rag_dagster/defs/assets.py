@@ -23,7 +23,7 @@ from typing import Any
 import dagster as dg
 
 from ray_rag_dagster.backends.status_store import DELETED, StatusStore
-from ray_rag_dagster.compute.flow import STAGES, StageResult, run_stages
+from ray_rag_dagster.compute.flow import STAGES, StageResult, run_stages_in_background
 from ray_rag_dagster.compute.workers import Placement
 from ray_rag_dagster.defs.checks import CHECK_SPECS, evaluate_checks
 from ray_rag_dagster.defs.partitions import documents
@@ -134,6 +134,37 @@ def resolve_documents(
     return found, gone
 
 
+class LeaseHeartbeat:
+    """Renews the leases of the run's unfinished documents every ``lease / 5`` seconds while it works, so a
+    live run keeps long documents and a dead one's leases lapse within ``lease_seconds``."""
+
+    def __init__(
+        self, status: StatusStore, owner: str, lease_seconds: int, documents: list[DocumentRef], finished: set[str]
+    ) -> None:
+        import threading
+
+        self.status, self.owner, self.lease_seconds = status, owner, lease_seconds
+        self.documents, self.finished = documents, finished
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="lease-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while not self.stop.wait(self.lease_seconds / 5):
+            for document in list(self.documents):
+                if document.document_id not in self.finished:
+                    self.status.renew(document.document_id, document.version, self.owner, self.lease_seconds)
+
+    def __enter__(self) -> "LeaseHeartbeat":
+        if self.documents:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+
 class _Totals:
     """Running seconds/tokens/cost per document version across the stages of this run."""
 
@@ -212,13 +243,16 @@ def ingest(context: dg.AssetExecutionContext, pipeline: RagPipeline) -> Iterator
     totals = _Totals(status)
     failures: list[StageResult] = []
     finished: set[str] = set()
+    owner = context.run.tags.get(OWNER_TAG) or context.run.run_id
+    claimed = working if "extract" in stages else []
     try:
-        yield from _stream(context, settings, status, working, stages, still_wanted, totals, failures, finished)
+        with LeaseHeartbeat(status, owner, settings.lease_seconds, claimed, finished):
+            yield from _stream(context, settings, status, working, stages, still_wanted, totals, failures, finished,
+                               owner if claimed else None)
     except BaseException:
         # The step itself broke (cluster unreachable, run interrupted): give the claims back at once so
         # a retry or a re-ingest need not wait for the lease.
-        owner = context.run.tags.get(OWNER_TAG) or context.run.run_id
-        for document in working:
+        for document in claimed:
             if document.document_id not in finished:
                 status.release(document.document_id, document.version, owner, "run step ended early")
         raise
@@ -242,10 +276,11 @@ def _stream(
     totals: _Totals,
     failures: list[StageResult],
     finished: set[str],
+    owner: str | None,
 ) -> Iterator[Any]:
     """Materializations and check evaluations per document and stage, as the flow reports them."""
     last_stage = stages[-1] if stages else None
-    for result in run_stages(settings, working, stages, before_stage=still_wanted):
+    for result in run_stages_in_background(settings, working, stages, before_stage=still_wanted):
         document = result.document
         if result.status == "ok":
             assert result.output is not None
@@ -258,8 +293,14 @@ def _stream(
             )
             yield from evaluate_checks(context, settings, asset, result.output)
             if result.stage == "load":
-                status.complete(document.document_id, document.version)
-                remove_other_versions(settings, document)
+                if status.complete(document.document_id, document.version, owner):
+                    remove_other_versions(settings, document)
+                else:
+                    # Deleted (or taken over) while this run worked: the delete wins; undo the load.
+                    row = status.get(document.document_id, document.version)
+                    if row is not None and row.status == DELETED:
+                        remove_document(settings, document.document_id)
+                    context.log.warning(f"{document.name}: not completed by this run ({row.status if row else '?'})")
             if result.stage == last_stage:
                 finished.add(document.document_id)
             context.log.info(f"{result.stage} {document.name}: {result.output.seconds:.2f}s")

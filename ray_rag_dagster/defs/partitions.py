@@ -6,6 +6,9 @@ Dagster recommends at most 100,000 partitions per asset; the README's scaling no
 import dagster as dg
 
 documents = dg.DynamicPartitionsDefinition(name="documents")
+# A run over several partitions carries its range in these tags (what a backfill with a BackfillPolicy sets).
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def partition_ranges(ordered_keys: list[str], wanted: set[str], size: int) -> list[list[str]]:

@@ -9,6 +9,7 @@ and re-running ingestion on them is a no-op.
 from __future__ import annotations
 
 import pathlib
+import re
 from xml.sax.saxutils import escape
 
 PROTOCOL_FILENAME = "synthetic_protocol_ABC-123.pdf"
@@ -19,8 +20,29 @@ EMAIL_SPONSOR = "medmon@examplar-tx.example"
 PHONE = "(617) 555-0147"  # 555-01xx is reserved for fiction, and phonenumbers still accepts it as valid
 PHONE_INTL = "+44 20 7946 0958"  # Ofcom's drama range
 SSN = "078-05-1120"  # the well-known voided "Woolworth wallet" number
-SEEDED_PII: tuple[str, ...] = (EMAIL, EMAIL_SPONSOR, PHONE, PHONE_INTL, SSN)
-"""Fake PII in the protocol's text layer; none of it may reach the vector index."""
+# In a section heading, so in the heading path of every chunk below it (search results, index metadata).
+HEADING_EMAIL = "sae@example-trials.org"
+HEADING_PHONE = "(617) 555-0163"
+SEEDED_PII: tuple[str, ...] = (EMAIL, EMAIL_SPONSOR, PHONE, PHONE_INTL, SSN, HEADING_EMAIL, HEADING_PHONE)
+"""Fake PII written whole (on one line) into the protocol's text layer; none of it may reach the vector index."""
+
+SPLIT_PHONE_CELLS = ("+1 617", "555 0142")  # one number over two cells of a table row
+SPLIT_EMAIL_CELLS = ("pv.reports@", "examplar-tx.example")  # one address over two cells
+SPLIT_PHONE_LINES = ("+1", "617 555 0199")  # a line break after the country code
+SPLIT_SSN_LINES = ("219-09-", "9999")  # a line break after the second hyphen
+SPLIT_EMAIL_ELEMENTS = ("m.rivera@", "examplar-tx.example")  # the end of one paragraph and the start of the next
+SEEDED_SPLIT_PII: dict[str, tuple[str, ...]] = {
+    "+1 617 555 0142": SPLIT_PHONE_CELLS,
+    "pv.reports@examplar-tx.example": SPLIT_EMAIL_CELLS,
+    "+1 617 555 0199": SPLIT_PHONE_LINES,
+    "219-09-9999": SPLIT_SSN_LINES,
+    "m.rivera@examplar-tx.example": SPLIT_EMAIL_ELEMENTS,
+}
+"""Fake PII the protocol splits across table cells, lines and paragraphs: each value and its pieces.
+
+A value is leaked if it appears rejoined (breaks and ``|`` removed) or if one of its pieces appears; see
+:func:`seeded_pii_leaks`.
+"""
 
 KNOWN_SENTENCE = (
     "Examplumab is administered as a 150 mg subcutaneous injection once weekly for 24 weeks, "
@@ -43,6 +65,30 @@ SCANNED_LINES: tuple[str, ...] = (
 )
 """The text drawn into the scanned form, for OCR tests."""
 
+_SHORT_PIECE = 5  # pieces this short ("+1", "9999") are too common to count as a trace on their own
+
+
+def _squeeze(text: str) -> str:
+    """``text`` without whitespace, ``|``, hyphens and JSON-escaped breaks, to find a value however it was
+    split (extraction may also drop a hyphen at a line end: ``219-09-`` / ``9999`` -> ``219-099999``)."""
+    return re.sub(r"(?:\\[nrt]|[\s|\-\u2010-\u2013])+", "", text)
+
+
+def seeded_pii_leaks(text: str) -> list[str]:
+    """The seeded values of which ``text`` (any dump: JSON, Markdown, logs) holds a trace.
+
+    A whole value of :data:`SEEDED_PII`; a split value of :data:`SEEDED_SPLIT_PII` rejoined (the text
+    squeezed of whitespace, ``|`` and hyphens); or a piece of a split value of at least 5 characters.
+    Empty when nothing leaked. Use it in end-to-end tests: ``assert seeded_pii_leaks(dump) == []``.
+    """
+    squeezed = _squeeze(text)
+    leaks = [value for value in SEEDED_PII if value in text or _squeeze(value) in squeezed]
+    for value, pieces in SEEDED_SPLIT_PII.items():
+        if _squeeze(value) in squeezed or any(len(piece) >= _SHORT_PIECE and piece in text for piece in pieces):
+            leaks.append(value)
+    return leaks
+
+
 _TITLE = "A Phase 2, Randomized, Double-Blind Study of Examplumab in Adults with Type 2 Diabetes"
 _SCAN_DPI = 200
 _LETTER_INCHES = (8.5, 11.0)
@@ -63,7 +109,7 @@ def _write_protocol(path: pathlib.Path) -> None:
     from reportlab.lib.pagesizes import letter
     from reportlab.lib.styles import getSampleStyleSheet
     from reportlab.lib.units import inch
-    from reportlab.platypus import ListFlowable, ListItem, Paragraph, SimpleDocTemplate, Table, TableStyle
+    from reportlab.platypus import ListFlowable, ListItem, PageBreak, Paragraph, SimpleDocTemplate, Table, TableStyle
 
     styles = getSampleStyleSheet()
     body, cell = styles["BodyText"], styles["BodyText"].clone("cell", fontSize=9, leading=11)
@@ -76,6 +122,10 @@ def _write_protocol(path: pathlib.Path) -> None:
 
     def h2(text: str) -> Paragraph:
         return Paragraph(escape(text), styles["Heading2"])
+
+    def lines(*parts: str) -> Paragraph:
+        """One paragraph whose parts are on lines of their own (a hard line break between them)."""
+        return Paragraph("<br/>".join(escape(part) for part in parts), body)
 
     def bullets(items: list[str]) -> ListFlowable:
         return ListFlowable([ListItem(p(item)) for item in items], bulletType="bullet", start="\u2022")
@@ -247,7 +297,34 @@ def _write_protocol(path: pathlib.Path) -> None:
             ],
             [1.4, 1.5, 1.3, 2.3],
         ),
-        p(f"Site coordinator identification on file: SSN {SSN}. Site: Riverside Clinical Research Institute."),
+        p(
+            f"Site coordinator identification on file: SSN {SSN}. Site: Riverside Clinical Research Institute. "
+            "Site staff keep the delegation log, the screening and enrolment log and the drug accountability "
+            "records current, and make them available to the monitor at every monitoring visit. Source "
+            "documents are kept at the site for at least 15 years after the end of the study."
+        ),
+        # PII that extraction and chunking carry in awkward places: a heading (at the top of a page, where the
+        # layout model reliably finds headings, so it is in the heading path of the chunks below), table cells
+        # that each hold part of one value, and values broken across lines and paragraphs.
+        PageBreak(),
+        h1(f"7. SAE Desk {HEADING_EMAIL} {HEADING_PHONE}"),  # short enough for one line
+        p(
+            "Serious adverse events are reported to the safety desk within 24 hours of awareness, by e-mail "
+            "or by telephone, on the serious adverse event report form. The desk confirms receipt within one "
+            "working day and forwards each report to the sponsor's pharmacovigilance group."
+        ),
+        table(
+            [
+                ["Service", "Contact", "Contact (continued)"],
+                ["Emergency unblinding line", *SPLIT_PHONE_CELLS],
+                ["Pharmacovigilance mailbox", *SPLIT_EMAIL_CELLS],
+            ],
+            [2.3, 2.1, 2.1],
+        ),
+        lines(f"Out-of-hours medical monitor: {SPLIT_PHONE_LINES[0]}", SPLIT_PHONE_LINES[1]),
+        lines(f"Back-up coordinator identification on file: SSN {SPLIT_SSN_LINES[0]}", SPLIT_SSN_LINES[1]),
+        p(f"Back-up e-mail for the medical monitor: {SPLIT_EMAIL_ELEMENTS[0]}"),
+        p(f"{SPLIT_EMAIL_ELEMENTS[1]} (read on weekdays only)."),
     ]
     doc = SimpleDocTemplate(
         str(path),

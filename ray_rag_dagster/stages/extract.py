@@ -93,6 +93,7 @@ class ExtractResult(BaseModel):
     described_pictures: int = 0
     vision_input_tokens: int = 0  # billed by the vision model for picture descriptions
     vision_output_tokens: int = 0
+    conversion_errors: list[str] = []  # docling's partial success: what failed (pages, components)
 
 
 # ------------------------------------------------------------------------------ converter cache
@@ -259,8 +260,10 @@ def extract_pdf(
     if result.status not in (ConversionStatus.SUCCESS, ConversionStatus.PARTIAL_SUCCESS):
         reasons = "; ".join(_one_line(e.error_message, 120) for e in result.errors[:3])
         raise DocumentError(name, f"conversion failed ({result.status.value}){': ' + reasons if reasons else ''}")
+    conversion_errors = []
     if result.status == ConversionStatus.PARTIAL_SUCCESS:
         _log.warning("%s: some pages failed to convert: %s", name, result.errors)
+        conversion_errors = [_one_line(error.error_message, 160) for error in result.errors] or ["partial success"]
 
     rendered = _render_pages(result.document, page_count)
     described, vision_in, vision_out = _vision_usage(result.document)
@@ -285,6 +288,7 @@ def extract_pdf(
         described_pictures=described,
         vision_input_tokens=vision_in,
         vision_output_tokens=vision_out,
+        conversion_errors=conversion_errors,
     )
 
 
@@ -486,7 +490,12 @@ def plan_extract(settings: Settings, document: DocumentRef) -> list[tuple[int, i
     Page-range sharding measured 1.6× (2 shards) to 1.8× (4 shards) faster on a 97-page protocol on 2 CPUs,
     with identical pages (bench/results/REPORT.md, "scaling").
     """
-    page_count = len(_inspect_pdf(_source_bytes(settings, document), document.name))
+    data = _source_bytes(settings, document)
+    if len(data) > settings.max_document_mb * 1024 * 1024:
+        raise DocumentError(document.name, f"{len(data) / 1024**2:.1f} MB is over the {settings.max_document_mb} MB limit")
+    page_count = len(_inspect_pdf(data, document.name))
+    if page_count > settings.max_pages:
+        raise DocumentError(document.name, f"{page_count} pages is over the {settings.max_pages}-page limit")
     return page_shards(page_count, settings.extract_pages_per_shard)
 
 
@@ -530,11 +539,14 @@ def run_extract(settings: Settings, document: DocumentRef, page_range: tuple[int
             "tokens": result.vision_input_tokens + result.vision_output_tokens,
             "vision_input_tokens": result.vision_input_tokens,
             "vision_output_tokens": result.vision_output_tokens,
+            # docling's partial success, never silent: counted here, described in details
+            "conversion_errors": len(result.conversion_errors),
             "cost_usd": usd(
                 settings.prices, options.vision_model, result.vision_input_tokens, result.vision_output_tokens
             ),
         },
-        details={"engine": result.engine},
+        details={"engine": result.engine, **({"conversion_errors": "; ".join(result.conversion_errors)[:500]}
+                                             if result.conversion_errors else {})},
         seconds=time.perf_counter() - started,
     )
 
@@ -572,5 +584,9 @@ def merge_extract(settings: Settings, document: DocumentRef, parts: list[StageOu
     counts["task_seconds"] = round(seconds, 3)
     counts["task_seconds_per_page"] = round(seconds / max(len(pages), 1), 3)
     return StageOutput(
-        stage="extract", document=document, key=key, uri=uri, counts=counts, details=parts[0].details, seconds=seconds
+        stage="extract", document=document, key=key, uri=uri, counts=counts, seconds=seconds,
+        details={"engine": parts[0].details["engine"],
+                 **({"conversion_errors": "; ".join(part.details["conversion_errors"] for part in parts
+                                                   if "conversion_errors" in part.details)[:500]}
+                    if any("conversion_errors" in part.details for part in parts) else {})},
     )

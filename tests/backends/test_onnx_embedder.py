@@ -96,3 +96,35 @@ def test_batches_bound_padded_tokens_and_keep_vectors(models_dir: Path) -> None:
     # bounded batches change memory and speed, not the vectors
     unbounded = OnnxEmbedder(models_dir, MODEL, batch_size=32, max_batch_tokens=10**9)
     assert np.allclose(onnx.embed_documents(TEXTS).vectors, unbounded.embed_documents(TEXTS).vectors, atol=1e-5)
+
+
+# Token-dense text (JSON with ids, codes and URLs, like a USDM file): ~3 characters per word piece, so a
+# 1500-character chunk is 2-3 windows. The eager-attention graph must still give torch's vectors.
+TOKEN_DENSE = [
+    (
+        f'{{"id": "Code_{n}", "extensionAttributes": [], "code": "C{132352 + n}", "codeSystem": '
+        f'"http://www.cdisc.org", "codeSystemVersion": "2025-09-26", "decode": "Sponsor Approval Date", '
+        f'"instanceType": "Code", "href": "https://clinicaltrials.gov/study/NCT0342{n:04d}?tab=results#outcome-{n}"}} '
+    )
+    * (3 + n % 4)
+    for n in range(6)
+]
+
+
+def test_token_dense_vectors_match_the_torch_embedder(models_dir: Path) -> None:
+    onnx = OnnxEmbedder(models_dir, MODEL)  # default graph and batches
+    expected = LocalEmbedder(MODEL).embed_documents(TOKEN_DENSE)
+    got = onnx.embed_documents(TOKEN_DENSE)
+    assert got.windows == expected.windows and got.windows >= 2 * len(TOKEN_DENSE)  # several windows each
+    assert got.tokens == expected.tokens
+    cosines = np.sum(got.vectors * expected.vectors, axis=1)
+    assert cosines.min() >= 0.9999, cosines
+
+
+def test_chunking_attributes(models_dir: Path) -> None:
+    onnx = OnnxEmbedder(models_dir, MODEL)
+    assert onnx.max_tokens == 254  # 256 word pieces minus [CLS] and [SEP]: one window
+    assert onnx.tokenizer_path == onnx_model_files(models_dir, MODEL).tokenizer
+    counts = onnx.count_tokens(TOKEN_DENSE[:2])
+    assert counts == [len(onnx._token_offsets(text)) for text in TOKEN_DENSE[:2]]
+    assert counts == LocalEmbedder(MODEL).count_tokens(TOKEN_DENSE[:2])  # the same tokenizer

@@ -17,7 +17,7 @@ import pytest
 from pydantic import SecretStr
 
 from ray_rag_dagster.backends.embedder import OpenAIEmbedder
-from ray_rag_dagster.backends.enricher import REDACTED, LLMEnrichment, OpenAIEnricher, apply_model_redactions
+from ray_rag_dagster.backends.enrich import REDACTED, LLMEnrichment, OpenAIEnricher, apply_model_redactions
 from ray_rag_dagster.backends.openai_client import OpenAIRequestError, RetryPolicy
 from ray_rag_dagster.costs import usd
 from ray_rag_dagster.samples import SEEDED_PII, write_samples

@@ -129,6 +129,40 @@ def test_release_gives_an_unfinished_claim_back_at_once(new_store: StoreFactory)
     assert (last["from_status"], last["to_status"], last["message"]) == (IN_PROGRESS, PENDING, "ingest interrupted")
     assert not store.release("doc_ffffffffffff", "v1", "run-1", "twice")  # nothing held any more
     assert store.claim("doc_ffffffffffff", "v1", "run-3", 3600, reprocess=False).granted  # no lease to wait for
-    store.complete("doc_ffffffffffff", "v1")
+    assert store.complete("doc_ffffffffffff", "v1", "run-3")
     assert not store.release("doc_ffffffffffff", "v1", "run-3", "too late")  # a finished version stays finished
     assert store.get("doc_ffffffffffff", "v1").status == COMPLETED
+
+
+def test_revert_and_readd_reopen_the_version_and_completion_is_conditional(new_store: StoreFactory) -> None:
+    store = new_store()
+    for version in ("v1", "v2"):
+        store.register("doc_cccccccccccc", version, "input/c.pdf")
+        assert store.claim("doc_cccccccccccc", version, "run-a", 60, reprocess=False).granted
+        assert store.complete("doc_cccccccccccc", version, "run-a")
+        time.sleep(0.01)
+    # v1 -> v2 -> v1: the old COMPLETED row of v1 must not make it look indexed.
+    assert store.register("doc_cccccccccccc", "v1", "input/c.pdf").status == PENDING
+    # The current version registered again stays as it is.
+    assert store.register("doc_cccccccccccc", "v2", "input/c.pdf").status == COMPLETED
+    # A run that lost its claim, or whose document was deleted, does not complete it.
+    assert store.claim("doc_cccccccccccc", "v1", "run-b", 60, reprocess=False).granted
+    assert not store.complete("doc_cccccccccccc", "v1", "run-other")
+    assert store.renew("doc_cccccccccccc", "v1", "run-b", 60)
+    assert not store.renew("doc_cccccccccccc", "v1", "run-other", 60)
+    store.mark_deleted("doc_cccccccccccc", "v1", "deleted from the inbox")
+    assert not store.complete("doc_cccccccccccc", "v1", "run-b")
+    assert store.get("doc_cccccccccccc", "v1").status == DELETED
+    # Re-added after the delete: processed again.
+    assert store.register("doc_cccccccccccc", "v1", "input/c.pdf").status == PENDING
+
+
+def test_release_gives_back_only_the_owners_claim(new_store: StoreFactory) -> None:
+    store = new_store()
+    store.register("doc_dddddddddddd", "v1", "input/d.pdf")
+    assert store.claim("doc_dddddddddddd", "v1", "cli-1", 3600, reprocess=False).granted
+    assert not store.release("doc_dddddddddddd", "v1", "cli-2", "not mine")
+    assert store.release("doc_dddddddddddd", "v1", "cli-1", "interrupted")
+    row = store.get("doc_dddddddddddd", "v1")
+    assert row.status == PENDING and row.lease_expires_at is None
+    assert store.claim("doc_dddddddddddd", "v1", "cli-2", 3600, reprocess=False).granted

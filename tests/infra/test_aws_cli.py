@@ -18,6 +18,7 @@ import boto3
 import pytest
 from typer.testing import CliRunner
 
+from ray_rag_dagster.aws.checks import _head_memory, admin_cidr_problem
 from ray_rag_dagster.aws.cli import aws_app
 from ray_rag_dagster.aws.template import load_template
 from tests.conftest import PDFS
@@ -53,9 +54,20 @@ def secret_arns(endpoint: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
+def https(endpoint: str) -> list[str]:
+    """DomainName and an ISSUED certificate for it (moto issues a private CA's certificate at once)."""
+    arn = client(endpoint, "acm").request_certificate(
+        DomainName="rag.example.org",
+        CertificateAuthorityArn="arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/00000000-0000-0000-0000-000000000000",
+    )["CertificateArn"]
+    return ["--domain-name", "rag.example.org", "--certificate-arn", arn]
+
+
+@pytest.fixture(scope="module")
 def moto_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     reduced = reduce_for_moto(load_template())
-    assert {"DocumentBucket", "ControlTable", "AuditTable", "MetricsTable", "RayWorkerTaskRole"} <= set(reduced["Resources"])
+    assert {"DocumentBucket", "ControlTable", "AuditTable", "MetricsTable", "RayWorkerTaskRole", "RayHeadTaskRole"} <= set(
+        reduced["Resources"])
     path = tmp_path_factory.mktemp("cfn") / "moto-template.json"
     path.write_text(json.dumps(reduced))
     return path
@@ -83,25 +95,97 @@ def test_check_reports_each_prerequisite_with_a_fix(endpoint: str, secret_arns: 
     assert rows["credentials"] == rows["region"] == rows["template"] == rows["bucket name"] == "PASS"
     assert rows["permissions"] == "PASS"  # moto cannot simulate IAM: the check falls back to reads
     assert rows["admin network"] == "FAIL" and rows["alert email"] == "FAIL"
+    assert rows["HTTPS certificate"] == "FAIL" and "DomainName and CertificateArn" in result.output
+    assert rows["Ray head memory"] == "PASS"
     assert rows["secret OpenAISecretArn"] == "PASS" and rows["secret PineconeSecretArn"] == "FAIL"
     assert rows["image in ECR"] == "FAIL" and "aws ecr create-repository" in result.output
     assert "sk-not-real" not in result.output
 
 
-def test_check_passes_once_everything_is_in_place(endpoint: str, secret_arns: list[str]) -> None:
+def test_check_passes_once_everything_is_in_place(endpoint: str, secret_arns: list[str], https: list[str]) -> None:
     ecr = client(endpoint, "ecr")
     ecr.create_repository(repositoryName="ray-rag-dagster")
     manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
                 "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2, "digest": "sha256:" + "0" * 64},
                 "layers": []}
     ecr.put_image(repositoryName="ray-rag-dagster", imageManifest=json.dumps(manifest), imageTag="latest")
-    result = invoke("check", "--stack-name", STACK, *ADMIN, *secret_arns)
+    result = invoke("check", "--stack-name", STACK, *ADMIN, *secret_arns, *https)
     assert result.exit_code == 0, result.output
-    assert set(rows_of(result.output).values()) == {"PASS"} and len(rows_of(result.output)) == 11
+    assert set(rows_of(result.output).values()) == {"PASS"} and len(rows_of(result.output)) == 13
 
 
-def test_deploy_upload_status_teardown(endpoint: str, secret_arns: list[str], moto_template: Path) -> None:
-    deployed = invoke("deploy", "--stack-name", STACK, "--template", str(moto_template), *ADMIN, *secret_arns,
+@pytest.mark.parametrize(("cidr", "force", "accepted"), [
+    ("0.0.0.0/0", False, False), ("10.0.0.0/8", False, False), ("10.0.0.0/15", False, False),
+    ("10.1.0.0/16", False, True), ("10.1.0.0/17", False, True), ("203.0.113.7/32", False, True),
+    ("0.0.0.0/0", True, True), ("10.0.0.0/8", True, True), ("not-a-cidr", True, False),
+])
+def test_admin_network_wider_than_16_is_refused_unless_forced(cidr: str, force: bool, accepted: bool) -> None:
+    problem = admin_cidr_problem(cidr, force)
+    assert (problem is None) == accepted, problem
+    if not accepted and cidr != "not-a-cidr":
+        assert "wider than /16" in problem and "--force-wide-admin-cidr" in problem
+
+
+def test_check_accepts_a_wide_admin_network_only_with_the_force_flag(
+    endpoint: str, secret_arns: list[str], https: list[str]
+) -> None:
+    refused = invoke("check", "--stack-name", STACK, "--set", "AdminCidr=10.0.0.0/8", *secret_arns, *https)
+    assert rows_of(refused.output)["admin network"] == "FAIL" and refused.exit_code == 1
+    forced = invoke("check", "--stack-name", STACK, "--set", "AdminCidr=10.0.0.0/8", "--force-wide-admin-cidr",
+                    *secret_arns, *https)
+    assert rows_of(forced.output)["admin network"] == "PASS", forced.output
+
+
+def test_head_memory_must_hold_a_run_worker_per_concurrent_run() -> None:
+    assert _head_memory({"RayHeadMemory": "8192", "MaxWorkers": "10"}).passed
+    short = _head_memory({"RayHeadMemory": "4096", "MaxWorkers": "10"})
+    assert not short.passed and "7168 MB" in short.detail and "RayHeadMemory=7168" in short.fix
+    assert _head_memory({"RayHeadMemory": "4096", "MaxWorkers": "4"}).passed
+
+
+def test_check_fails_a_certificate_that_is_not_issued_or_for_another_name(endpoint: str, secret_arns: list[str]) -> None:
+    acm = client(endpoint, "acm")
+    pending = acm.request_certificate(DomainName="rag.example.org")["CertificateArn"]  # waiting for DNS validation
+    result = invoke("check", "--stack-name", STACK, *ADMIN, *secret_arns, "--domain-name", "rag.example.org",
+                    "--certificate-arn", pending)
+    assert rows_of(result.output)["HTTPS certificate"] == "FAIL" and "not ISSUED" in result.output
+    other = acm.request_certificate(DomainName="*.example.com", CertificateAuthorityArn=(
+        "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/00000000-0000-0000-0000-000000000000"))["CertificateArn"]
+    result = invoke("check", "--stack-name", STACK, *ADMIN, *secret_arns, "--domain-name", "rag.example.org",
+                    "--certificate-arn", other)
+    assert rows_of(result.output)["HTTPS certificate"] == "FAIL" and "not rag.example.org" in result.output
+    result = invoke("check", "--stack-name", STACK, *ADMIN, *secret_arns, "--domain-name", "ui.example.com",
+                    "--certificate-arn", other)
+    assert rows_of(result.output)["HTTPS certificate"] == "PASS"  # *.example.com covers ui.example.com
+
+
+@pytest.mark.parametrize("cidr", ["0.0.0.0/0", "10.0.0.0/8"])
+def test_deploy_refuses_a_wide_admin_network_before_calling_aws(
+    endpoint: str, secret_arns: list[str], https: list[str], moto_template: Path, cidr: str
+) -> None:
+    result = invoke("deploy", "--stack-name", "ray-rag-wide", "--template", str(moto_template), "--set", f"AdminCidr={cidr}",
+                    "--alert-email", "ops@example.org", *secret_arns, *https, "--poll-seconds", "0.05")
+    assert result.exit_code == 1
+    assert "refusing to deploy" in result.output and "wider than /16" in result.output
+    assert "--force-wide-admin-cidr" in result.output
+    stacks = client(endpoint, "cloudformation").list_stacks()["StackSummaries"]
+    assert "ray-rag-wide" not in [stack["StackName"] for stack in stacks]
+
+
+def test_deploy_accepts_a_wide_admin_network_when_forced(
+    endpoint: str, secret_arns: list[str], https: list[str], moto_template: Path
+) -> None:
+    result = invoke("deploy", "--stack-name", "ray-rag-wide", "--template", str(moto_template), "--set", "AdminCidr=10.0.0.0/8",
+                    "--force-wide-admin-cidr", "--alert-email", "ops@example.org", *secret_arns, *https,
+                    "--poll-seconds", "0.05")
+    assert result.exit_code == 0, result.output
+    assert "CREATE_COMPLETE" in result.output
+    removed = invoke("teardown", "--stack-name", "ray-rag-wide", "--yes", "--poll-seconds", "0.05")
+    assert removed.exit_code == 0, removed.output
+
+
+def test_deploy_upload_status_teardown(endpoint: str, secret_arns: list[str], https: list[str], moto_template: Path) -> None:
+    deployed = invoke("deploy", "--stack-name", STACK, "--template", str(moto_template), *ADMIN, *secret_arns, *https,
                       "--poll-seconds", "0.05")
     assert deployed.exit_code == 0, deployed.output
     assert "CREATE_COMPLETE" in deployed.output
@@ -122,6 +206,7 @@ def test_deploy_upload_status_teardown(endpoint: str, secret_arns: list[str], mo
     parameters = {p["ParameterKey"]: p["ParameterValue"] for p in
                   client(endpoint, "cloudformation").describe_stacks(StackName=STACK)["Stacks"][0]["Parameters"]}
     assert parameters["AdminCidr"] == "203.0.113.7/32" and parameters["AlertEmail"] == "ops@example.org"
+    assert parameters["DomainName"] == "rag.example.org"
 
     pdf = min(PDFS.rglob("*.pdf"), key=lambda path: path.stat().st_size)
     uploaded = invoke("upload", str(pdf), "--stack-name", STACK)

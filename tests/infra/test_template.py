@@ -4,6 +4,8 @@ scoped IAM, protected storage, alarms, outputs. Read through the same loader the
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +14,7 @@ from ray_rag_dagster.aws.template import DEFAULT_TEMPLATE, MAX_INLINE_TEMPLATE_B
 from tests.infra.moto_template import references
 
 RAY_DASHBOARD_PORT = 8265
-DAGSTER_UI_PORTS = (80, 3000)
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -51,22 +53,108 @@ def test_internet_reaches_only_the_admin_only_ports_from_admin_cidr(template: di
     assert cidr_rules, "the load balancer must admit the admin network"
     for rule in cidr_rules:
         assert rule.get("CidrIp") == {"Ref": "AdminCidr"}, rule
-        assert (rule["FromPort"], rule["ToPort"]) in ((80, 80), (RAY_DASHBOARD_PORT, RAY_DASHBOARD_PORT)), rule
+        assert (rule["FromPort"], rule["ToPort"]) in ((80, 80), (443, 443), (RAY_DASHBOARD_PORT, RAY_DASHBOARD_PORT)), rule
     # The tasks' UI ports open only to the load balancer's group, which admits AdminCidr only.
-    for group, rule in rules:
-        if group == "ClusterSecurityGroup" and rule["SourceSecurityGroupId"] != {"Ref": "ClusterSecurityGroup"}:
-            assert rule["SourceSecurityGroupId"] == {"Ref": "LoadBalancerSecurityGroup"}
-            assert rule["FromPort"] in (RAY_DASHBOARD_PORT, *DAGSTER_UI_PORTS) and rule["FromPort"] == rule["ToPort"]
+    from_load_balancer = {(group, rule["FromPort"], rule["ToPort"]) for group, rule in rules
+                          if rule.get("SourceSecurityGroupId") == {"Ref": "LoadBalancerSecurityGroup"}}
+    assert from_load_balancer == {("DagsterSecurityGroup", 3000, 3000), ("RayHeadSecurityGroup", 8265, 8265)}
     assert template["Parameters"]["AdminCidr"].get("Default") is None, "no default: the user names their network"
 
 
-def test_ray_ports_open_only_inside_the_cluster_group(template: dict[str, Any]) -> None:
-    for port in (6379, 10001, 20000):  # GCS, client server, a worker port
-        sources = [rule.get("SourceSecurityGroupId") or rule.get("CidrIp")
-                   for group, rule in ingress_rules(template) if group == "ClusterSecurityGroup" and covers(rule, port)]
-        assert sources == [{"Ref": "ClusterSecurityGroup"}], (port, sources)
+def listeners(template: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    return {body["Properties"]["Port"]: body["Properties"]
+            for body in resources_of(template, "AWS::ElasticLoadBalancingV2::Listener").values()}
+
+
+def test_http_only_redirects_to_https(template: dict[str, Any]) -> None:
+    by_port = listeners(template)
+    assert set(by_port) == {80, 443, RAY_DASHBOARD_PORT}
+    http = by_port[80]
+    assert http["Protocol"] == "HTTP"
+    [action] = http["DefaultActions"]
+    assert action["Type"] == "redirect"
+    assert action["RedirectConfig"]["Protocol"] == "HTTPS" and action["RedirectConfig"]["Port"] == "443"
+    assert action["RedirectConfig"]["StatusCode"] == "HTTP_301"
+    for port in (443, RAY_DASHBOARD_PORT):
+        assert by_port[port]["Protocol"] == "HTTPS", port
+        assert by_port[port]["Certificates"] == [{"CertificateArn": {"Ref": "CertificateArn"}}]
+        assert by_port[port]["SslPolicy"].startswith("ELBSecurityPolicy-TLS13")
+    assert template["Parameters"]["CertificateArn"]["AllowedPattern"].startswith("^arn:aws[a-z-]*:acm:")
+    assert template["Outputs"]["DagsterUrl"]["Value"] == {"Fn::Sub": "https://${DomainName}"}
+    assert template["Outputs"]["RayDashboardUrl"]["Value"] == {"Fn::Sub": "https://${DomainName}:8265"}
+
+
+def test_both_uis_sit_behind_cognito_sign_in(template: dict[str, Any]) -> None:
+    targets = {443: {"Ref": "DagsterTargets"}, RAY_DASHBOARD_PORT: {"Ref": "RayDashboardTargets"}}
+    for port, target in targets.items():
+        actions = sorted(listeners(template)[port]["DefaultActions"], key=lambda action: action["Order"])
+        assert [action["Type"] for action in actions] == ["authenticate-cognito", "forward"], port
+        auth = actions[0]["AuthenticateCognitoConfig"]
+        assert auth["UserPoolArn"] == {"Fn::GetAtt": ["UiUserPool", "Arn"]}
+        assert auth["UserPoolClientId"] == {"Ref": "UiUserPoolClient"}
+        assert auth["OnUnauthenticatedRequest"] == "authenticate"
+        assert actions[1]["TargetGroupArn"] == target
+    pool = template["Resources"]["UiUserPool"]["Properties"]
+    assert pool["AdminCreateUserConfig"] == {"AllowAdminCreateUserOnly": True}, "no self sign-up"
+    client = template["Resources"]["UiUserPoolClient"]["Properties"]
+    assert client["GenerateSecret"] is True and client["AllowedOAuthFlows"] == ["code"]
+    assert client["CallbackURLs"] == [{"Fn::Sub": "https://${DomainName}/oauth2/idpresponse"},
+                                      {"Fn::Sub": "https://${DomainName}:8265/oauth2/idpresponse"}]
+    # The load balancer itself must reach Cognito's endpoints (HTTPS out), and nothing else but its targets.
+    egress = template["Resources"]["LoadBalancerSecurityGroup"]["Properties"]["SecurityGroupEgress"]
+    assert [(rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) for rule in egress] == [("tcp", 443, 443)]
+
+
+def entrypoint_ports() -> dict[str, int]:
+    """The Ray ports docker/entrypoint.sh pins with `ray start` flags."""
+    text = (REPO / "docker" / "entrypoint.sh").read_text()
+    flags = dict(re.findall(r"--((?:[a-z-]+-)?port)=(\d+)", text))
+    return {name: int(value) for name, value in flags.items()}
+
+
+def rules_into(template: dict[str, Any], group: str) -> list[dict[str, Any]]:
+    return [rule for name, rule in ingress_rules(template) if name == group]
+
+
+def test_no_rule_opens_all_ports_and_ray_ports_are_the_pinned_ones(template: dict[str, Any]) -> None:
+    for group, rule in ingress_rules(template):
+        assert rule["IpProtocol"] not in ("-1", -1) and rule["IpProtocol"] == "tcp", (group, rule)
+        assert rule["ToPort"] - rule["FromPort"] < 1000, (group, rule)
+    pins = entrypoint_ports()
+    assert pins["port"] == 6379 and pins["dashboard-port"] == RAY_DASHBOARD_PORT
+    node_ports = {pins[name] for name in ("node-manager-port", "object-manager-port", "runtime-env-agent-port",
+                                          "dashboard-agent-grpc-port")}
+    assert node_ports == {6380, 6381, 6382, 6383}
+    worker_range = (pins["min-worker-port"], pins["max-worker-port"])
+    agent = pins["dashboard-agent-listen-port"]
+
+    def opened(group: str, port: int) -> set[str]:
+        return {rule["SourceSecurityGroupId"]["Ref"] for rule in rules_into(template, group)
+                if "SourceSecurityGroupId" in rule and covers(rule, port)}
+
+    # The head: GCS and its node ports from the workers; the Jobs API only from Dagster and the load balancer.
+    assert opened("RayHeadSecurityGroup", 6379) == {"RayWorkerSecurityGroup"}
+    assert opened("RayHeadSecurityGroup", RAY_DASHBOARD_PORT) == {"DagsterSecurityGroup", "LoadBalancerSecurityGroup"}
+    for port in (*node_ports, agent, *worker_range):
+        assert opened("RayHeadSecurityGroup", port) == {"RayWorkerSecurityGroup"}, port
+    for port in (*node_ports, *worker_range):
+        assert opened("RayWorkerSecurityGroup", port) == {"RayHeadSecurityGroup", "RayWorkerSecurityGroup"}, port
+    assert opened("RayWorkerSecurityGroup", agent) == {"RayHeadSecurityGroup"}  # the dashboard asks its agents
+    # Closed everywhere: the Ray Client (nothing uses ray://), the metrics port, the GCS on workers.
+    for group in ("RayHeadSecurityGroup", "RayWorkerSecurityGroup", "DagsterSecurityGroup"):
+        assert opened(group, 10001) == set() and opened(group, pins["metrics-export-port"]) == set(), group
+    assert opened("RayWorkerSecurityGroup", 6379) == set() and opened("RayWorkerSecurityGroup", RAY_DASHBOARD_PORT) == set()
+    # Dagster's tasks accept only the UI from the load balancer; the database only Dagster and the run workers.
+    assert [(rule["FromPort"], rule["SourceSecurityGroupId"]) for rule in rules_into(template, "DagsterSecurityGroup")] == [
+        (3000, {"Ref": "LoadBalancerSecurityGroup"})]
     database = template["Resources"]["DatabaseSecurityGroup"]["Properties"]["SecurityGroupIngress"]
-    assert [rule["SourceSecurityGroupId"] for rule in database] == [{"Ref": "ClusterSecurityGroup"}]
+    assert {rule["SourceSecurityGroupId"]["Ref"] for rule in database} == {"DagsterSecurityGroup", "RayHeadSecurityGroup"}
+    assert all(rule["FromPort"] == rule["ToPort"] == 5432 for rule in database)
+    services = {name: body["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]["SecurityGroups"]
+                for name, body in resources_of(template, "AWS::ECS::Service").items()}
+    assert services == {"RayHeadService": [{"Ref": "RayHeadSecurityGroup"}], "RayWorkerService": [{"Ref": "RayWorkerSecurityGroup"}],
+                        "DagsterWebserverService": [{"Ref": "DagsterSecurityGroup"}],
+                        "DagsterDaemonService": [{"Ref": "DagsterSecurityGroup"}]}
 
 
 def test_workers_run_on_spot_above_an_on_demand_base(template: dict[str, Any]) -> None:
@@ -100,12 +188,19 @@ def test_workers_autoscale_1_to_10_on_cpu_and_memory_with_a_scale_in_cooldown(te
 def test_head_only_coordinates_and_workers_find_it_through_cloud_map(template: dict[str, Any]) -> None:
     head = template["Resources"]["RayHeadTask"]["Properties"]["ContainerDefinitions"][0]
     assert head["Command"][0] == "ray-head" and "--num-cpus=0" in head["Command"]
+    head_env = {item["Name"]: item["Value"] for item in head["Environment"]}
+    assert head_env["RAY_RAG_RAY_ADDRESS"] == "auto"  # the run workers are native drivers on the head
+    assert "10001" not in json.dumps(template), "nothing uses the Ray Client port"
     registries = template["Resources"]["RayHeadService"]["Properties"]["ServiceRegistries"]
     assert registries == [{"RegistryArn": {"Fn::GetAtt": ["RayHeadDiscovery", "Arn"]}}]
     assert template["Resources"]["RayHeadDiscovery"]["Properties"]["Name"] == "ray-head"
     worker_env = {item["Name"]: item["Value"] for item in
                   template["Resources"]["RayWorkerTask"]["Properties"]["ContainerDefinitions"][0]["Environment"]}
     assert worker_env["RAY_HEAD_ADDRESS"] == {"Fn::Sub": "ray-head.${ProjectName}.internal:6379"}
+    assert worker_env["RAY_RAG_RAY_ADDRESS"] == "auto"
+    worker = template["Resources"]["RayWorkerTask"]["Properties"]["ContainerDefinitions"][0]
+    store = int(next(arg for arg in worker["Command"] if arg.startswith("--object-store-memory=")).split("=")[1])
+    assert store <= 1024**3, "a small object store leaves the task's memory to the warm stage workers"
     assert template["Resources"]["Namespace"]["Properties"]["Name"] == {"Fn::Sub": "${ProjectName}.internal"}
 
 
@@ -123,9 +218,12 @@ def test_secrets_reach_containers_as_ecs_secrets_never_as_environment(template: 
             for secret in container.get("Secrets", []):
                 assert set(secret) == {"Name", "ValueFrom"}
     assert {"RAY_RAG_OPENAI_API_KEY", "RAY_RAG_PINECONE_API_KEY", "RAY_AUTH_TOKEN"} <= seen["RayWorkerTask"]
-    assert {"DAGSTER_PG_PASSWORD", "RAY_RAG_OPENAI_API_KEY", "RAY_AUTH_TOKEN"} <= seen["DagsterDaemonTask"]
-    assert seen["RayHeadTask"] == {"RAY_AUTH_TOKEN"}
-    assert "RAY_RAG_OPENAI_API_KEY" not in seen["DagsterWebserverTask"]
+    assert "DAGSTER_PG_PASSWORD" not in seen["RayWorkerTask"], "no Dagster run executes on a worker"
+    # The run workers run on the head: Dagster's storage, the Ray token and the pipeline's keys.
+    assert {"DAGSTER_PG_PASSWORD", "RAY_AUTH_TOKEN", "RAY_RAG_OPENAI_API_KEY", "RAY_RAG_PINECONE_API_KEY"} <= seen["RayHeadTask"]
+    # The daemon submits and watches runs (Ray token); it calls neither OpenAI nor Pinecone.
+    assert seen["DagsterDaemonTask"] == {"DAGSTER_PG_USERNAME", "DAGSTER_PG_PASSWORD", "RAY_AUTH_TOKEN"}
+    assert seen["DagsterWebserverTask"] == {"DAGSTER_PG_USERNAME", "DAGSTER_PG_PASSWORD", "RAY_AUTH_TOKEN"}
 
 
 def policy_statements(role: dict[str, Any]) -> list[dict[str, Any]]:
@@ -139,7 +237,7 @@ def as_list(value: Any) -> list[Any]:
 
 def test_every_role_is_scoped_to_its_own_resources(template: dict[str, Any]) -> None:
     roles = resources_of(template, "AWS::IAM::Role")
-    assert len(roles) == 7, "one execution role per task kind, one task role per kind that calls AWS"
+    assert len(roles) == 8, "one execution role and one task role per task kind"
     stack_resources = set(template["Resources"]) | set(template["Parameters"])
     for name, role in roles.items():
         trust = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
@@ -156,19 +254,56 @@ def test_every_role_is_scoped_to_its_own_resources(template: dict[str, Any]) -> 
     assert "EcrRepositoryName" in pull[1]["Resource"]["Fn::Sub"]
 
 
+OUTPUT_PREFIXES = {"extracted", "chunks", "enriched", "embeddings"}
+
+
+def allowed(role: dict[str, Any], action: str) -> list[str]:
+    """Object prefixes (or "*") a role may use ``action`` on; bucket-level statements are skipped."""
+    prefixes = []
+    for statement in policy_statements(role):
+        if action in as_list(statement["Action"]):
+            for resource in as_list(statement["Resource"]):
+                text = resource.get("Fn::Sub", "") if isinstance(resource, dict) else resource
+                if text.startswith("${DocumentBucket.Arn}/"):
+                    prefixes.append(text.split("/")[1])
+    return prefixes
+
+
+def dynamodb_actions(role: dict[str, Any]) -> set[str]:
+    return {action for statement in policy_statements(role) for action in as_list(statement["Action"])
+            if action.startswith("dynamodb:")}
+
+
 def test_roles_reach_only_their_own_prefixes_tables_and_secrets(template: dict[str, Any]) -> None:
     roles = template["Resources"]
-    worker = policy_statements(roles["RayWorkerTaskRole"])
-    writes = next(s for s in worker if "s3:PutObject" in s["Action"])
-    assert {r["Fn::Sub"].split("/")[1] for r in writes["Resource"]} == {"extracted", "chunks", "enriched", "embeddings"}
-    reads = [s for s in worker if s["Action"] == "s3:GetObject"]
-    assert reads[0]["Resource"] == {"Fn::Sub": "${DocumentBucket.Arn}/input/*"}
-    webserver = policy_statements(roles["DagsterWebserverTaskRole"])
-    assert not any(action.startswith(("s3:Put", "s3:Delete", "dynamodb:Put", "dynamodb:Update"))
-                   for statement in webserver for action in as_list(statement["Action"]))
+    worker = roles["RayWorkerTaskRole"]
+    assert set(allowed(worker, "s3:PutObject")) == OUTPUT_PREFIXES
+    assert allowed(worker, "s3:GetObject") == ["input", *sorted(OUTPUT_PREFIXES, key=["extracted", "chunks", "enriched", "embeddings"].index)]
+    assert dynamodb_actions(worker) == set(), "the stages write no status: the run workers do"
+    # The run workers (on the head) write status, read outputs for the checks, and delete outputs: remove_documents
+    # runs (PDFs deleted from the inbox) and superseded versions. They are the role that deletes.
+    head = roles["RayHeadTaskRole"]
+    assert set(allowed(head, "s3:DeleteObject")) == OUTPUT_PREFIXES and allowed(head, "s3:PutObject") == []
+    assert {"dynamodb:PutItem", "dynamodb:UpdateItem"} <= dynamodb_actions(head)
+    assert roles["RayHeadTask"]["Properties"]["TaskRoleArn"] == {"Fn::GetAtt": ["RayHeadTaskRole", "Arn"]}
+    # The daemon's sensor lists the inbox and registers (or marks deleted) versions; it reads and deletes nothing.
+    daemon = roles["DagsterDaemonTaskRole"]
+    assert [action for statement in policy_statements(daemon) for action in as_list(statement["Action"])
+            if action.startswith("s3:")] == ["s3:ListBucket"]
+    assert policy_statements(daemon)[0]["Condition"] == {"StringLike": {"s3:prefix": ["input/*"]}}
+    assert {"dynamodb:PutItem", "dynamodb:UpdateItem"} <= dynamodb_actions(daemon)
+    # The webserver reads no object at all (extracted/ and chunks/ hold raw, unredacted text) and writes nothing.
+    webserver = roles["DagsterWebserverTaskRole"]
+    assert allowed(webserver, "s3:GetObject") == [] and not any(
+        action.startswith("s3:") for statement in policy_statements(webserver) for action in as_list(statement["Action"]))
+    assert dynamodb_actions(webserver) <= {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:DescribeTable"}
+    for name in ("RayWorkerTaskRole", "RayHeadTaskRole", "DagsterDaemonTaskRole"):
+        listing = [s for s in policy_statements(roles[name]) if s["Action"] == "s3:ListBucket"]
+        assert listing and all("Condition" in s for s in listing), name
     head_secrets = [s for s in policy_statements(roles["RayHeadExecutionRole"]) if s["Action"] == "secretsmanager:GetSecretValue"]
-    assert head_secrets[0]["Resource"] == [{"Ref": "RayTokenSecret"}]
-    assert "TaskRoleArn" not in roles["RayHeadTask"]["Properties"], "the head calls no AWS API"
+    assert {"Ref": "RayTokenSecret"} in head_secrets[0]["Resource"] and {"Ref": "DatabaseSecret"} in head_secrets[0]["Resource"]
+    daemon_secrets = [s for s in policy_statements(roles["DagsterDaemonExecutionRole"]) if s["Action"] == "secretsmanager:GetSecretValue"]
+    assert daemon_secrets[0]["Resource"] == [{"Ref": "DatabaseSecret"}, {"Ref": "RayTokenSecret"}]
 
 
 def test_bucket_is_encrypted_versioned_private_with_lifecycle_per_prefix(template: dict[str, Any]) -> None:
@@ -177,7 +312,9 @@ def test_bucket_is_encrypted_versioned_private_with_lifecycle_per_prefix(templat
     assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
     assert all(bucket["PublicAccessBlockConfiguration"].values()) and len(bucket["PublicAccessBlockConfiguration"]) == 4
     days = {rule["Prefix"]: rule["ExpirationInDays"] for rule in bucket["LifecycleConfiguration"]["Rules"] if "Prefix" in rule}
-    assert days == {"input/": 180, "extracted/": 30, "chunks/": 30, "enriched/": 30, "embeddings/": 90}
+    assert days == {"input/": 180, "extracted/": 7, "chunks/": 7, "enriched/": 30, "embeddings/": 90}
+    raw_text = [rule for rule in bucket["LifecycleConfiguration"]["Rules"] if rule.get("Prefix") in ("extracted/", "chunks/")]
+    assert all(rule["NoncurrentVersionExpiration"]["NoncurrentDays"] <= 7 for rule in raw_text)
     policy = template["Resources"]["DocumentBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
     assert policy["Effect"] == "Deny" and policy["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
@@ -232,8 +369,7 @@ def test_cluster_has_container_insights_and_gateway_endpoints(template: dict[str
 def test_outputs_name_cluster_services_bucket_tables_and_urls(template: dict[str, Any]) -> None:
     assert {"ClusterName", "RayHeadServiceName", "RayWorkerServiceName", "DagsterWebserverServiceName",
             "DagsterDaemonServiceName", "BucketName", "ControlTableName", "AuditTableName", "MetricsTableName",
-            "DagsterUrl", "RayDashboardUrl"} <= set(template["Outputs"])
-    assert template["Outputs"]["RayDashboardUrl"]["Value"] == {"Fn::Sub": "http://${LoadBalancer.DNSName}:8265"}
+            "DagsterUrl", "RayDashboardUrl", "LoadBalancerDnsName", "UserPoolId"} <= set(template["Outputs"])
 
 
 def test_private_subnets_are_a_parameter_with_public_the_default(template: dict[str, Any]) -> None:
