@@ -26,7 +26,7 @@ def test_definitions_load_with_five_partitioned_assets_in_lineage() -> None:
 
 def test_sensor_targets_the_ingest_job() -> None:
     sensor = defs.resolve_sensor_def("inbox_sensor")
-    assert sensor.job_name == "ingest_documents"
+    assert {target.job_name for target in sensor.targets} == {"ingest_documents", "remove_documents_job"}
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
 
 

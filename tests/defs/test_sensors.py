@@ -11,7 +11,7 @@ from ray_rag_dagster.backends.object_store import LocalObjectStore, S3ObjectStor
 from ray_rag_dagster.backends.status_store import COMPLETED, DELETED, SqliteStatusStore
 from ray_rag_dagster.defs.partitions import documents
 from ray_rag_dagster.defs.resources import RagPipeline
-from ray_rag_dagster.defs.sensors import inbox_sensor
+from ray_rag_dagster.defs.sensors import inbox_sensor, remove_documents_job
 from ray_rag_dagster.ids import document_id_for
 from ray_rag_dagster.settings import Settings
 from tests.backends.test_vector_index import records
@@ -120,11 +120,18 @@ def test_s3_inbox_paginates_sees_changes_and_deletions(tmp_path: Path, monkeypat
         index.replace_document(gone, records(gone, "v1", ["a chunk of the deleted protocol"]))
         store.client.delete_object(Bucket="rag-inbox-test", Key=keys[3])
         deleted = tick(instance, tmp_path, changed.cursor)
-        assert deleted.run_requests == []
-        assert store.list(f"extracted/{gone}/") == [] and store.list(f"chunks/{gone}/") == []
-        assert index.count(gone) == 0
+        # DELETED at once (a run still on it stops); its outputs and vectors go in a remove_documents run.
         assert build_status_store(settings).get(gone).status == DELETED
         assert gone not in instance.get_dynamic_partitions(documents.name)
+        [removal] = deleted.run_requests
+        assert removal.job_name == remove_documents_job.name
+        assert removal.run_config["ops"]["remove_documents"]["config"]["document_ids"] == [gone]
+        result = remove_documents_job.execute_in_process(
+            run_config=removal.run_config, instance=instance, resources={"pipeline": RagPipeline(home=str(tmp_path))}
+        )
+        assert result.success
+        assert store.list(f"extracted/{gone}/") == [] and store.list(f"chunks/{gone}/") == []
+        assert index.count(gone) == 0
         assert tick(instance, tmp_path, deleted.cursor).run_requests == []
 
 
