@@ -23,9 +23,9 @@ from typer.testing import CliRunner
 from ray_rag_dagster.backends import build_object_store, build_status_store, build_vector_index
 from ray_rag_dagster.cli import IngestOutcome, app
 from ray_rag_dagster.defs.assets import ASSET_OF_STAGE
-from ray_rag_dagster.defs.partitions import documents
+from ray_rag_dagster.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, documents
 from ray_rag_dagster.ids import document_id_for
-from ray_rag_dagster.ingest import RANGE_END_TAG, RANGE_START_TAG, ingest_paths
+from ray_rag_dagster.ingest import ingest_paths
 from ray_rag_dagster.samples import KNOWN_SENTENCE, SEEDED_PII, write_samples
 from ray_rag_dagster.search import search_index
 from ray_rag_dagster.settings import Settings
