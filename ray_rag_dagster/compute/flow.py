@@ -121,6 +121,16 @@ def run_stages(
     shard_seconds: dict[int, float] = {}
     loads_in_flight = 0
     timed_out: set[Any] = set()
+    # Workers being recycled: each gets work again only once a probe answers from its new process.
+    restarting: dict[Any, tuple[Any, int | None]] = {}
+    retiring: set[Any] = set()
+
+    def recycle(actor: Any, old_pid: int | None) -> None:
+        if actor in idle:
+            idle.remove(actor)
+        retiring.add(actor)
+        pool.recycle(actor)
+        restarting[actor.pid.remote()] = (actor, old_pid)
 
     def stage_of(kind: str) -> str:
         return "extract" if kind in ("plan", "shard", "merge") else kind
@@ -172,23 +182,36 @@ def run_stages(
         for task in deferred:
             heapq.heappush(ready, task)
 
-        if not in_flight:
+        if not in_flight and not restarting:
             time.sleep(0.05)  # only deferred tasks (backoff or the load gate) remain
             continue
-        done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+        done, _ = ray.wait([*in_flight, *restarting], num_returns=1, timeout=1.0)
         now = time.monotonic()
+        for probe in [reference for reference in done if reference in restarting]:
+            actor, old_pid = restarting.pop(probe)
+            try:
+                new_pid = ray.get(probe)
+            except Exception:  # noqa: BLE001 - the old process answered dying: ask again
+                new_pid = old_pid
+            if new_pid == old_pid:
+                restarting[actor.pid.remote()] = (actor, old_pid)
+            else:
+                retiring.discard(actor)
+                idle.append(actor)
+        done = [reference for reference in done if reference in in_flight]
         for reference, (task, actor, started) in list(in_flight.items()):
             if reference not in done and now - started > settings.stage_timeout_seconds:
                 # An actor task cannot be cancelled mid-call: restart the worker; the call then fails.
                 _log.warning("%s of %s over %s s: restarting its worker", task.kind, documents[task.doc].name,
                              settings.stage_timeout_seconds)
-                pool.recycle(actor)
+                recycle(actor, None)
                 in_flight[reference] = (task, actor, float("inf"))  # wait for the failure, once
                 timed_out.add(reference)
 
         for reference in done:
             task, actor, _started = in_flight.pop(reference)
-            idle.append(actor)
+            if actor not in retiring:
+                idle.append(actor)
             loads_in_flight -= task.kind == "load"
             document = documents[task.doc]
             stage = stage_of(task.kind)
@@ -215,7 +238,7 @@ def run_stages(
                 shards.pop(task.doc, None)
                 continue
             if call.retire:
-                pool.recycle(actor)
+                recycle(actor, call.placement.pid)
             if call.outcome != "ok":
                 name, reason = call.value
                 status = "gone" if call.outcome == "gone" else "bad_input"

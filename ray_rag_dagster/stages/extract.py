@@ -558,7 +558,14 @@ def merge_extract(settings: Settings, document: DocumentRef, parts: list[StageOu
     """
     store = build_object_store(settings)
     parts = sorted(parts, key=lambda part: part.key)
-    pages = [page for part in parts for page in store.get_json(part.key)["pages"]]
+    try:
+        pages = [page for part in parts for page in store.get_json(part.key)["pages"]]
+    except FileNotFoundError:
+        # Merged already (a retried merge: the first attempt ran, then its worker was lost).
+        merged = store.get_json(keys.extracted_pages(document)) if store.exists(keys.extracted_pages(document)) else None
+        if merged is None or merged["version"] != document.version:
+            raise
+        pages = merged["pages"]
     if [page["page_no"] for page in pages] != list(range(1, len(pages) + 1)):
         raise RuntimeError(f"{document.name}: extracted page ranges do not cover the document")
     key = keys.extracted_pages(document)
