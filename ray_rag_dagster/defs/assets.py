@@ -303,7 +303,8 @@ def _stream(
                     context.log.warning(f"{document.name}: not completed by this run ({row.status if row else '?'})")
             if result.stage == last_stage:
                 finished.add(document.document_id)
-            context.log.info(f"{result.stage} {document.name}: {result.output.seconds:.2f}s")
+            # No log line per stage: each is one more event in Dagster's storage (the materialization and
+            # its metadata already say it), and on a batch run they cost as much as the materializations.
         elif result.status == "gone":
             finished.add(document.document_id)
             context.log.warning(f"{document.name}: stopped at {result.stage}: {result.error}")
