@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -33,24 +32,12 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 from ray_rag_dagster.ingest import ingest_paths
 from ray_rag_dagster.samples import write_samples
 from ray_rag_dagster.settings import Settings
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("UI_ARTIFACTS") or REPO_ROOT / "tests" / "artifacts" / "ui")
-CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
-# Without the background-networking flags Chromium phones home at start-up, and on a closed network
-# those refused connections break the launch.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # Wide enough that the graph fits five full asset nodes: a narrower canvas zooms out to "minimal" nodes
 # whose names are truncated in the middle ("vector_in…_entries").
 VIEWPORT = {"width": 2560, "height": 1200}

@@ -8,7 +8,6 @@ a failing step saves ``<step>-FAILED.png``.
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,20 +15,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.serve.conftest import INJECTION_FILE, INJECTION_TEXT, SearchState
 
-# As tests/test_ui.py launches it (that module imports Dagster and Ray, so the values are repeated here).
-CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 VIEWPORT = {"width": 1280, "height": 900}
 
 
