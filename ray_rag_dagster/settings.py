@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     partitions_per_run: int = Field(25, ge=1)
     # Any task over this fails its document (a hung PDF must not hold a run forever).
     stage_timeout_seconds: float = 900
+    # A document still unfinished this long after its first task started fails (its tasks' workers restart).
+    document_timeout_seconds: float = 3600
     stage_attempts: int = Field(3, ge=1)  # tries of a task that failed transiently (worker lost, ...)
     # Docling keeps memory after each conversion (docling issues #1311, #2788): recycle an extract worker
     # after this many documents. 0 keeps workers forever.

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from ray_rag_dagster.backends.status_store import SqliteStatusStore
+from ray_rag_dagster.backends.sqlite_status_store import SqliteStatusStore
 from ray_rag_dagster.cli import snippet
 from ray_rag_dagster.cli_search import ago, lease_text, print_status
 from ray_rag_dagster.passages import matched_passage

@@ -11,7 +11,6 @@ the cluster (tests/conftest.py); everything else (endpoints, keys) travels in th
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 import ray
 
 from ray_rag_dagster.backends import build_status_store
+from ray_rag_dagster.backends.vector_index import SearchHit
 from ray_rag_dagster.backends.dynamodb_status_store import DynamoDBStatusStore
 from ray_rag_dagster.costs import usd
 from ray_rag_dagster.dagster_home import prepare_dagster_home
@@ -31,6 +31,7 @@ from ray_rag_dagster.defs.resources import RagPipeline
 from ray_rag_dagster.defs.sensors import inbox_sensor
 from ray_rag_dagster.ids import document_id_for
 from ray_rag_dagster.samples import SEEDED_PII, write_samples
+from ray_rag_dagster.search import search_index
 from ray_rag_dagster.settings import load_settings
 from ray_rag_dagster.stages.enrich import ENRICH_BATCH
 from tests.standins.aws import moto_server
@@ -282,3 +283,29 @@ def test_key_deleted_between_listing_and_run(stack: Stack, tmp_path: Path) -> No
                                     tags=request.tags, raise_on_error=False)
     assert result.success and result.get_asset_materialization_events() == []
     assert build_status_store(load_settings()).get(document_id_for(key)).status == "DELETED"
+
+
+def test_a_reload_refused_by_pinecone_fails_and_the_old_version_stays_served(stack: Stack, tmp_path: Path) -> None:
+    [protocol, _] = write_samples(tmp_path)
+    key = stack.upload(protocol, "input/reloaded.pdf")
+    document_id = document_id_for(key)
+    assert stack.tick_and_run()[document_id].success
+    settings, status = load_settings(), build_status_store(load_settings())
+    v1 = status.get(document_id).processing_version
+
+    def served() -> list[SearchHit]:
+        hits = search_index(settings, "study objectives and eligibility of participants", 50)
+        return [hit for hit in hits if hit.document_id == document_id]
+
+    before = served()
+    assert before and {hit.metadata["processing_version"] for hit in before} == {v1}
+    # Version 2 under the same key; Pinecone refuses its upsert.
+    stack.upload(REAL_PDFS[1], key)
+    stack.pinecone.fail_next(400, path_suffix="/vectors/upsert")
+    result = stack.tick_and_run()[document_id]
+    assert not result.success
+    row = status.get(document_id)
+    assert (row.status, row.current_stage) == ("FAILED", "load") and row.processing_version != v1
+    assert row.error.startswith("reloaded.pdf: load failed") and "400" in row.error
+    assert status.completed_versions()[document_id] == v1
+    assert [(hit.id, hit.text) for hit in served()] == [(hit.id, hit.text) for hit in before]

@@ -37,7 +37,7 @@ def build_status_store(settings: Settings) -> StatusStore:
         from ray_rag_dagster.backends.dynamodb_status_store import DynamoDBStatusStore
 
         return DynamoDBStatusStore(settings.dynamodb_table_prefix, settings.aws_region, settings.aws_endpoint_url)
-    from ray_rag_dagster.backends.status_store import SqliteStatusStore
+    from ray_rag_dagster.backends.sqlite_status_store import SqliteStatusStore
 
     return SqliteStatusStore(settings.status_db)
 

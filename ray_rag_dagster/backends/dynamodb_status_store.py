@@ -226,18 +226,26 @@ class DynamoDBStatusStore(StatusStore):
         self._audit(document_id, version, IN_PROGRESS, PENDING, None, owner, reason)
         return True
 
-    def record_stage(self, document_id: str, version: str, stage: str, **counts: float) -> None:
+    def record_stage(
+        self, document_id: str, version: str, stage: str, *, note: str | None = None, **counts: float
+    ) -> None:
         unknown = set(counts) - set(COUNT_FIELDS)
         if unknown:
             raise ValueError(f"unknown count fields {sorted(unknown)}")
         sets = ["current_stage = :stage", "updated_at = :updated"] + [f"{name} = :{name}" for name in counts]
+        values: dict[str, Any] = {":stage": stage, ":updated": utc_now(),
+                                  **{f":{name}": _number(value) for name, value in counts.items()}}
+        if note:
+            sets.append("#error = :note")
+            values[":note"] = note
         self.control.update_item(
             Key=self._key(document_id, version),
             UpdateExpression="SET " + ", ".join(sets),
-            ExpressionAttributeValues={":stage": stage, ":updated": utc_now(),
-                                       **{f":{name}": _number(value) for name, value in counts.items()}},
+            ExpressionAttributeValues=values,
+            **({"ExpressionAttributeNames": {"#error": "error"}} if note else {}),
         )
-        self._audit(document_id, version, IN_PROGRESS, IN_PROGRESS, stage, None, f"{stage} done")
+        self._audit(document_id, version, IN_PROGRESS, IN_PROGRESS, stage, None,
+                    f"{stage} done" + (f": {note}" if note else ""))
 
     def renew(self, document_id: str, version: str, owner: str, lease_seconds: int) -> bool:
         try:
@@ -305,6 +313,13 @@ class DynamoDBStatusStore(StatusStore):
             if current is None or item.get("updated_at", "") > current.get("updated_at", ""):
                 latest[item["document_id"]] = item
         return [row for row in (self._row(latest[key]) for key in sorted(latest)) if row is not None]
+
+    def completed_versions(self) -> dict[str, str]:
+        completed = sorted(
+            (item.get("updated_at", ""), item["document_id"], item["processing_version"])
+            for item in _scan(self.control) if item.get("status") == COMPLETED
+        )
+        return {document_id: version for _, document_id, version in completed}  # the latest wins
 
     def audit(self, document_id: str) -> list[dict[str, Any]]:
         items = self.audit_table.query(

@@ -5,38 +5,15 @@ dense field of the records' dimension, metric cosine; the backend waits until it
 only (the query text is not used): Pinecone's full-text leg would need a sparse vector per chunk and a
 ``dotproduct`` index (see :meth:`PineconeIndex.search`).
 
-Vector ids are ``"<document_id>#<chunk id>"`` so a document's vectors can be listed by id prefix: serverless
-indexes are listed, not filtered, to find what to delete. A load upserts the document's vectors, then deletes
-the ids under its prefix that are not in the new set: re-running a load never duplicates, a new version leaves
-no stale chunks behind, and the document is never empty in between.
+Vector ids are ``"<document_id>#<version>#<chunk id>"`` so a document's vectors, or one version's, can be listed
+by id prefix: serverless indexes are listed, not filtered, to find what to delete. A reload writes the new
+version's vectors beside the old ones; search filters on ``document_version`` and serves only the version the
+status store says is COMPLETED; once the new version is completed, the old version's vectors are deleted
+(:meth:`PineconeIndex.remove_other_versions`). So a reload that fails half-way leaves the old version served
+whole, re-running a load never duplicates, and the document is never missing in between.
 
 Requests stay within Pinecone's limits: at most 1000 vectors and 2 MiB of JSON per upsert (batches are cut by
 encoded size), 1000 ids per delete, 100 ids per list page, 40 KiB of metadata per vector.
-
-Metadata schema (one flat object per vector; Pinecone accepts only strings, numbers, booleans and lists of
-strings, and returns numbers as floats; empty lists are left out, search gives them back as ``[]``):
-
-==================== ============== ==========================================================================
-key                  type           value
-==================== ============== ==========================================================================
-document_id          string         ``doc_<12 hex>``
-processing_version   string         the source PDF's version (content hash)
-source_key           string         object-store key of the PDF, e.g. ``input/protocol.pdf``
-chunk_index          number         position of the chunk in the document
-page_start/page_end  number         page range of the chunk (1-based)
-heading_path         string         ``"Section > Subsection"``
-text                 string         the redacted chunk text, truncated (UTF-8 safe) if the metadata is too big
-text_truncated       boolean        true when ``text`` was cut to fit the 40 KiB limit, else false
-content_hash         string         hash of the chunk text
-people               string list    entities by kind (the enricher's kinds: people, organizations,
-organizations                       medications). Any other kind ``k`` is stored as ``entities_k``.
-medications
-key_phrases          string list    key phrases of the chunk
-redacted_<kind>      number         PII redactions of that kind in the chunk, e.g. ``redacted_email: 2``
-embed_model          string         the embedding model
-metadata_truncated   boolean        only present when even an empty text did not fit and the entity and
-                                    key-phrase lists were dropped
-==================== ============== ==========================================================================
 
 Retries: the client retries each request up to 3 times itself (honouring ``Retry-After``, within a per-host
 retry budget; its data-plane client has no switch for that). Around every call, a tenacity policy retries 429,
@@ -47,10 +24,9 @@ setting, never the key.
 
 from __future__ import annotations
 
-import bisect
-import json
 import logging
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -68,6 +44,13 @@ from pinecone import (
 )
 from pydantic import SecretStr
 
+from ray_rag_dagster.backends.pinecone_records import (
+    REDACTION_PREFIX,
+    document_version,
+    entities_from,
+    record_metadata,
+    upsert_batches,
+)
 from ray_rag_dagster.backends.vector_index import IndexRecord, SearchHit, VectorIndex
 from ray_rag_dagster.ids import safe_document_id
 
@@ -75,30 +58,38 @@ if TYPE_CHECKING:
     from pinecone import Index
     from pinecone.models.indexes.index import IndexModel
 
+    from ray_rag_dagster.backends.status_store import StatusStore
     from ray_rag_dagster.settings import Settings
 
 _log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-MAX_VECTORS_PER_UPSERT = 1000
-MAX_UPSERT_BYTES = 2 * 1024 * 1024
-# Headroom under the 2 MiB cap for the request envelope and for the client's encoder (orjson) writing a few
-# values differently from the stdlib encoder used to measure here.
-UPSERT_BYTES_BUDGET = MAX_UPSERT_BYTES - 64 * 1024
-MAX_METADATA_BYTES = 40 * 1024
-METADATA_BYTES_BUDGET = MAX_METADATA_BYTES - 1024
 MAX_IDS_PER_DELETE = 1000
+MAX_IN_VALUES = 10_000  # values in one ``$in`` metadata filter
 LIST_PAGE_SIZE = 100
 # The reserved field name Pinecone's vectors API (upsert/query by ``values``) addresses a dense index by; an
 # index declared with it is what the 9.x ``dimension=``/``metric=`` arguments created.
 DENSE_FIELD = "_values"
 METRIC = "cosine"
-ENTITY_KINDS = ("people", "organizations", "medications")
-REDACTION_PREFIX = "redacted_"
-OTHER_ENTITY_PREFIX = "entities_"
 # Pinecone's data plane calls the namespace with no name this.
 DEFAULT_NAMESPACE_NAMES = ("", "__default__")
+
+
+class CompletedVersions:
+    """Each document's completed version from the status store, re-read at most every ``ttl_s`` seconds (a
+    search server asks on every query; on DynamoDB the answer is a scan)."""
+
+    def __init__(self, status: StatusStore, ttl_s: float = 2.0) -> None:
+        self.status, self.ttl_s = status, ttl_s
+        self._versions: Mapping[str, str] = {}
+        self._read_at = -float("inf")
+
+    def __call__(self) -> Mapping[str, str]:
+        if time.monotonic() - self._read_at > self.ttl_s:
+            self._versions = self.status.completed_versions()
+            self._read_at = time.monotonic()
+        return self._versions
 
 
 class PineconeIndexError(RuntimeError):
@@ -120,81 +111,6 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, RateLimitError | ServiceError | PineconeTimeoutError | PineconeConnectionError)
 
 
-def _json_size(value: Any) -> int:
-    """Bytes of ``value`` as compact JSON, as the client sends it (UTF-8, no ASCII escaping)."""
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
-
-
-def _entity_key(kind: str) -> str:
-    return kind if kind in ENTITY_KINDS else f"{OTHER_ENTITY_PREFIX}{kind}"
-
-
-def record_metadata(record: IndexRecord) -> dict[str, Any]:
-    """The record's metadata in Pinecone's flat shape, within the 40 KiB limit (see the module docstring)."""
-    metadata: dict[str, Any] = {
-        "document_id": record.document_id,
-        "processing_version": record.processing_version,
-        "source_key": record.source_key,
-        "chunk_index": record.chunk_index,
-        "page_start": record.page_start,
-        "page_end": record.page_end,
-        "heading_path": record.heading_path,
-        "text": record.text,
-        "text_truncated": False,
-        "content_hash": record.content_hash,
-        "embed_model": record.embed_model,
-    }
-    if record.key_phrases:
-        metadata["key_phrases"] = [str(phrase) for phrase in record.key_phrases]
-    for kind, names in record.entities.items():
-        if names:
-            metadata[_entity_key(kind)] = [str(name) for name in names]
-    for kind, count in record.redactions.items():
-        metadata[f"{REDACTION_PREFIX}{kind}"] = int(count)
-    return _fit_metadata(metadata)
-
-
-def _fit_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
-    if _json_size(metadata) <= METADATA_BYTES_BUDGET:
-        return metadata
-    text = metadata["text"]
-    truncated = {**metadata, "text": "", "text_truncated": True}
-    # Bytes left for the text, measured as encoded JSON (quotes and newlines are escaped, so longer than UTF-8).
-    room = METADATA_BYTES_BUDGET - _json_size(truncated)
-    if room >= 0:
-        # The longest prefix whose encoding fits; a str prefix never splits a character, so it stays valid UTF-8.
-        length = bisect.bisect_left(range(len(text) + 1), True, key=lambda n: _json_size(text[:n]) - 2 > room) - 1
-        return {**truncated, "text": text[:length]}
-    # Even without text it does not fit: drop the lists rather than fail the upsert.
-    bare = {key: value for key, value in truncated.items() if not isinstance(value, list)}
-    bare["heading_path"] = bare["heading_path"][: METADATA_BYTES_BUDGET // 8]
-    return {**bare, "metadata_truncated": True}
-
-
-def _entities_from(metadata: dict[str, Any]) -> dict[str, list[str]]:
-    entities = {kind: list(metadata.get(kind) or []) for kind in ENTITY_KINDS}
-    for key, value in metadata.items():
-        if key.startswith(OTHER_ENTITY_PREFIX):
-            entities[key.removeprefix(OTHER_ENTITY_PREFIX)] = list(value)
-    return entities
-
-
-def upsert_batches(vectors: list[dict[str, Any]], namespace: str) -> Iterator[list[dict[str, Any]]]:
-    """Consecutive batches of at most 1000 vectors whose upsert body stays under the byte budget."""
-    envelope = _json_size({"vectors": [], "namespace": namespace})
-    batch: list[dict[str, Any]] = []
-    size = envelope
-    for vector in vectors:
-        item = _json_size(vector) + 1  # and its comma
-        if batch and (len(batch) == MAX_VECTORS_PER_UPSERT or size + item > UPSERT_BYTES_BUDGET):
-            yield batch
-            batch, size = [], envelope
-        batch.append(vector)
-        size += item
-    if batch:
-        yield batch
-
-
 class PineconeIndex(VectorIndex):
     """Vectors and metadata in a Pinecone serverless index, one namespace for the whole collection."""
 
@@ -209,8 +125,12 @@ class PineconeIndex(VectorIndex):
         host: str | None = None,
         controller_host: str | None = None,
         retry: RetryPolicy | None = None,
+        served_versions: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
+        """``served_versions`` gives each document's completed version (the status store's answer): search
+        returns only those versions' vectors. Without it, search returns every vector."""
         self.index_name = index_name
+        self._served_versions = served_versions
         self.namespace = namespace
         self.cloud = cloud
         self.region = region
@@ -223,6 +143,8 @@ class PineconeIndex(VectorIndex):
     @classmethod
     def from_settings(cls, settings: Settings, retry: RetryPolicy | None = None) -> PineconeIndex:
         """Build from settings; the key is ``pinecone_api_key`` (the caller resolves a secret ARN into it)."""
+        from ray_rag_dagster.backends import build_status_store
+
         if settings.pinecone_api_key is None:
             raise PineconeIndexError(
                 "no Pinecone API key: set RAY_RAG_PINECONE_API_KEY "
@@ -237,6 +159,7 @@ class PineconeIndex(VectorIndex):
             host=settings.pinecone_host,
             controller_host=settings.pinecone_controller_host,
             retry=retry,
+            served_versions=CompletedVersions(build_status_store(settings)),
         )
 
     # --- plumbing -----------------------------------------------------------------------------------
@@ -355,12 +278,14 @@ class PineconeIndex(VectorIndex):
     # --- VectorIndex --------------------------------------------------------------------------------
 
     @staticmethod
-    def vector_id(document_id: str, chunk_id: str) -> str:
-        return f"{document_id}#{chunk_id}"
+    def vector_id(document_id: str, version: str, chunk_id: str) -> str:
+        return f"{document_id}#{version}#{chunk_id}"
 
     def replace_document(self, document_id: str, records: list[IndexRecord]) -> int:
-        """Upsert the document's vectors, then delete its ids not among them; return how many it has now.
+        """Upsert the version's vectors, then delete that version's ids not among them; return how many it has.
 
+        Other versions' vectors stay (search serves only the completed one) until :meth:`remove_other_versions`
+        runs once this version is completed: a reload that fails half-way never leaves a mix in the results.
         The count is what was written, not a re-listing: serverless reads are eventually consistent, so a
         list right after the upsert may not show every new vector yet.
         """
@@ -368,26 +293,55 @@ class PineconeIndex(VectorIndex):
         if not records:
             self.delete_document(document_id)
             return 0
+        version = records[0].processing_version
         dimension = int(records[0].vector.shape[0])
         index = self._writable_index(dimension)
         # Keyed by id: a repeated id is one vector (the last record wins), as an upsert would make it.
         vectors = {
-            self.vector_id(document_id, record.id): {
-                "id": self.vector_id(document_id, record.id),
+            self.vector_id(document_id, version, record.id): {
+                "id": self.vector_id(document_id, version, record.id),
                 "values": np.asarray(record.vector, dtype=np.float32).tolist(),
                 "metadata": record_metadata(record),
             }
             for record in records
         }
         requests = 0
-        for batch in upsert_batches(list(vectors.values()), self.namespace):
-            self._call(index.upsert, vectors=batch, namespace=self.namespace)
-            requests += 1
-        stale = [vector_id for vector_id in self._ids_with_prefix(index, f"{document_id}#") if vector_id not in vectors]
+        try:
+            for batch in upsert_batches(list(vectors.values()), self.namespace):
+                self._call(index.upsert, vectors=batch, namespace=self.namespace)
+                requests += 1
+        except Exception:
+            self._discard_partial(index, document_id, version)
+            raise
+        stale = [
+            vector_id for vector_id in self._ids_with_prefix(index, f"{document_id}#{version}#")
+            if vector_id not in vectors
+        ]
         self._delete_ids(index, stale)
-        _log.info("pinecone %s/%s: %s has %d vectors (%d upsert requests, %d stale deleted)",
-                  self.index_name, self.namespace, document_id, len(vectors), requests, len(stale))
+        _log.info("pinecone %s/%s: %s version %s has %d vectors (%d upsert requests, %d stale deleted)",
+                  self.index_name, self.namespace, document_id, version, len(vectors), requests, len(stale))
         return len(vectors)
+
+    def _discard_partial(self, index: Index, document_id: str, version: str) -> None:
+        """After a failed upsert, remove what this version wrote, unless it is the version being served."""
+        if self._served_versions is not None and self._served_versions().get(document_id) == version:
+            return
+        try:
+            self._delete_ids(index, self._ids_with_prefix(index, f"{document_id}#{version}#"))
+        except Exception as error:  # noqa: BLE001 - search filters them out anyway; the upsert error is the news
+            _log.warning("pinecone: could not remove the partial load of %s version %s (%s); search does not "
+                         "serve it", document_id, version, type(error).__name__)
+
+    def remove_other_versions(self, document_id: str, keep_version: str) -> int:
+        document_id = safe_document_id(document_id)
+        index = self._readable_index()
+        if index is None:
+            return 0
+        keep = f"{document_id}#{keep_version}#"
+        ids = [vector_id for vector_id in self._ids_with_prefix(index, f"{document_id}#")
+               if not vector_id.startswith(keep)]
+        self._delete_ids(index, ids)
+        return len(ids)
 
     def delete_document(self, document_id: str) -> int:
         document_id = safe_document_id(document_id)
@@ -408,15 +362,15 @@ class PineconeIndex(VectorIndex):
         index = self._readable_index()
         if index is None:
             return []
-        response = self._call(
-            index.query,
-            vector=np.asarray(vector, dtype=np.float32).tolist(),
-            top_k=k,
-            include_metadata=True,
-            namespace=self.namespace,
-        )
+        query_vector = np.asarray(vector, dtype=np.float32).tolist()
+        matches = []
+        for served in self._served_filters():
+            response = self._call(index.query, vector=query_vector, top_k=k, include_metadata=True,
+                                  namespace=self.namespace, filter=served)
+            matches.extend(response.matches)
+        matches = sorted(matches, key=lambda match: match.score, reverse=True)[:k]
         hits = []
-        for match in response.matches:
+        for match in matches:
             metadata = match.metadata or {}
             redactions = {
                 key.removeprefix(REDACTION_PREFIX): int(value)
@@ -424,7 +378,7 @@ class PineconeIndex(VectorIndex):
             }
             hits.append(
                 SearchHit(
-                    id=match.id.partition("#")[2],
+                    id=match.id.rpartition("#")[2],
                     document_id=str(metadata.get("document_id", match.id.partition("#")[0])),
                     source_key=str(metadata.get("source_key", "")),
                     page_start=int(metadata.get("page_start", 0)),
@@ -436,7 +390,7 @@ class PineconeIndex(VectorIndex):
                         "chunk_index": int(metadata.get("chunk_index", 0)),
                         "processing_version": metadata.get("processing_version"),
                         "content_hash": metadata.get("content_hash"),
-                        "entities": _entities_from(metadata),
+                        "entities": entities_from(metadata),
                         "key_phrases": list(metadata.get("key_phrases") or []),
                         "redactions": redactions,
                         "embed_model": metadata.get("embed_model"),
@@ -445,6 +399,15 @@ class PineconeIndex(VectorIndex):
                 )
             )
         return hits
+
+    def _served_filters(self) -> list[dict[str, Any] | None]:
+        """Metadata filters that pass only each document's completed version (one per 10,000 documents:
+        Pinecone's limit on ``$in`` values); ``[None]`` (no filter) without a status store to ask."""
+        if self._served_versions is None:
+            return [None]
+        served = sorted(document_version(document, version) for document, version in self._served_versions().items())
+        return [{"document_version": {"$in": served[start : start + MAX_IN_VALUES]}}
+                for start in range(0, len(served), MAX_IN_VALUES)]
 
     def count(self, document_id: str | None = None) -> int:
         index = self._readable_index()

@@ -88,7 +88,15 @@ class SearchHit:
 class VectorIndex(abc.ABC):
     @abc.abstractmethod
     def replace_document(self, document_id: str, records: list[IndexRecord]) -> int:
-        """Make ``records`` the document's only rows; return how many rows it now has."""
+        """Write ``records`` (one version of the document) as its rows; return how many that version has.
+
+        Rows of other versions may stay until :meth:`remove_other_versions` (an index that cannot swap them
+        atomically serves only each document's completed version instead)."""
+
+    def remove_other_versions(self, document_id: str, keep_version: str) -> int:
+        """Delete the document's rows of every version but ``keep_version`` (called once it is COMPLETED);
+        return how many went. Here there are none: a replace swaps the rows in one transaction."""
+        return 0
 
     @abc.abstractmethod
     def delete_document(self, document_id: str) -> int: ...

@@ -10,7 +10,8 @@ Guarantees:
   index's write lock anyway).
 - Failures: bad input (:class:`DocumentError`) fails its document at once; a transient failure (a worker
   or node lost, an object lost, a timeout on a network call) is retried with backoff up to
-  ``stage_attempts`` times; a task over its stage's time limit fails its document. Every failure ends that
+  ``stage_attempts`` times; a task over its stage's time limit, or a document unfinished
+  ``document_timeout_seconds`` after its first task started, fails its document. Every failure ends that
   document only: the others go on. A document whose PDF was deleted or replaced mid-run ends ``gone``.
 - ``before_stage`` is asked before each stage of a document is submitted; a reason returned stops the
   document as ``gone`` (the Dagster side uses it for deletes and lost claims).
@@ -120,7 +121,9 @@ def run_stages(
     shards: dict[int, list[StageOutput | None]] = {}
     shard_seconds: dict[int, float] = {}
     loads_in_flight = 0
-    timed_out: set[Any] = set()
+    timed_out: dict[Any, str] = {}  # reference → why its worker was restarted
+    started_at: dict[int, float] = {}  # document → when its first task went to a worker
+    ended: set[int] = set()  # documents already reported failed or gone: their leftover tasks are dropped
     # Workers being recycled: each gets work again only once a probe answers from its new process.
     restarting: dict[Any, tuple[Any, int | None]] = {}
     retiring: set[Any] = set()
@@ -171,6 +174,8 @@ def run_stages(
         now = time.monotonic()
         while ready and idle:
             task = heapq.heappop(ready)
+            if task.doc in ended:
+                continue
             if task.not_before > now or (task.kind == "load" and loads_in_flight):
                 deferred.append(task)
                 continue
@@ -178,6 +183,7 @@ def run_stages(
             recycle_after = settings.extract_max_calls if task.kind == "shard" else 0
             reference = actor.run.remote(function[task.kind], task.args, recycle_after)
             in_flight[reference] = (task, actor, time.monotonic())
+            started_at.setdefault(task.doc, time.monotonic())
             loads_in_flight += task.kind == "load"
         for task in deferred:
             heapq.heappush(ready, task)
@@ -200,13 +206,18 @@ def run_stages(
                 idle.append(actor)
         done = [reference for reference in done if reference in in_flight]
         for reference, (task, actor, started) in list(in_flight.items()):
-            if reference not in done and now - started > settings.stage_timeout_seconds:
-                # An actor task cannot be cancelled mid-call: restart the worker; the call then fails.
-                _log.warning("%s of %s over %s s: restarting its worker", task.kind, documents[task.doc].name,
-                             settings.stage_timeout_seconds)
-                recycle(actor, None)
-                in_flight[reference] = (task, actor, float("inf"))  # wait for the failure, once
-                timed_out.add(reference)
+            if reference in done or reference in timed_out:
+                continue
+            if now - started > settings.stage_timeout_seconds:
+                reason = f"timed out after {settings.stage_timeout_seconds:.0f} s"
+            elif now - started_at[task.doc] > settings.document_timeout_seconds:
+                reason = f"over the {settings.document_timeout_seconds:.0f} s per-document time limit"
+            else:
+                continue
+            # An actor task cannot be cancelled mid-call: restart the worker; the call then fails.
+            _log.warning("%s of %s %s: restarting its worker", task.kind, documents[task.doc].name, reason)
+            recycle(actor, None)
+            timed_out[reference] = reason
 
         for reference in done:
             task, actor, _started = in_flight.pop(reference)
@@ -215,12 +226,14 @@ def run_stages(
             loads_in_flight -= task.kind == "load"
             document = documents[task.doc]
             stage = stage_of(task.kind)
+            reason = timed_out.pop(reference, None)
+            if task.doc in ended:
+                continue  # a sibling shard already ended the document
             try:
                 call: CallResult = ray.get(reference)
             except Exception as error:  # noqa: BLE001 - every failure ends as a result, never a crash
-                if reference in timed_out:
-                    timed_out.discard(reference)
-                    reason = f"timed out after {settings.stage_timeout_seconds:.0f} s"
+                if reason is not None:
+                    ended.add(task.doc)
                     yield StageResult(document, stage, "failed", error=f"{document.name}: {stage} {reason}")
                     shards.pop(task.doc, None)
                     continue
@@ -233,6 +246,7 @@ def run_stages(
                 reason = _one_line(error)
                 if _is_transient(error):
                     reason = f"gave up after {task.attempt} attempts: {reason}"
+                ended.add(task.doc)
                 yield StageResult(document, stage, "failed", error=f"{document.name}: {stage} failed: {reason}",
                                   transient=_is_transient(error))
                 shards.pop(task.doc, None)
@@ -242,6 +256,7 @@ def run_stages(
             if call.outcome != "ok":
                 name, reason = call.value
                 status = "gone" if call.outcome == "gone" else "bad_input"
+                ended.add(task.doc)
                 yield StageResult(document, stage, status, placement=call.placement, error=f"{name}: {reason}")
                 shards.pop(task.doc, None)
                 continue

@@ -185,7 +185,10 @@ class _Totals:
             totals[name] += float(this_stage.get(name, 0.0))
         output.totals = dict(totals)
         counts = {name: output.counts[name] for name in STATUS_COUNTS.get(output.stage, ()) if name in output.counts}
-        self.status.record_stage(document.document_id, document.version, output.stage, **totals, **counts)
+        # docling's partial success is never silent: the failed pages or components go into the status detail.
+        failed = output.details.get("conversion_errors")
+        note = f"docling converted the document partly: {failed}" if failed else None
+        self.status.record_stage(document.document_id, document.version, output.stage, note=note, **totals, **counts)
 
 
 def _claim_documents(

@@ -162,11 +162,45 @@ def _phone_shaped(text: str, start: int, value: str) -> bool:
     )
 
 
+# Where a phone number could be: a digit run with the separators phone numbers are written with. Presidio's
+# recognizer runs libphonenumber's matcher once per region (8 of them) over whatever it is given; given only
+# these runs (and a margin, for the matcher's own look at what surrounds a number), it finds the same numbers
+# about 10x faster than over a whole chunk.
+_PHONE_CANDIDATE = re.compile(r"[+\uff0b(\uff08]?\d[\d\s\-\u2010-\u2015\u2212.()/~\[\]\uff08\uff09]*\d")
+_MIN_CANDIDATE_DIGITS = 5
+_CANDIDATE_MARGIN = 8
+
+
+def _phone_windows(text: str) -> list[tuple[int, int]]:
+    windows: list[tuple[int, int]] = []
+    for match in _PHONE_CANDIDATE.finditer(text):
+        if sum(ch.isdigit() for ch in match.group()) < _MIN_CANDIDATE_DIGITS:
+            continue
+        start, end = max(0, match.start() - _CANDIDATE_MARGIN), min(len(text), match.end() + _CANDIDATE_MARGIN)
+        if windows and start <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], end)
+        else:
+            windows.append((start, end))
+    return windows
+
+
+def _analyze(recognizer: Any, text: str) -> list[Any]:
+    """The recognizer's results on ``text``; the phone recognizer only looks at the phone-shaped runs."""
+    if "PHONE_NUMBER" not in recognizer.supported_entities:
+        return recognizer.analyze(text, recognizer.supported_entities, None)
+    results = []
+    for start, end in _phone_windows(text):
+        for result in recognizer.analyze(text[start:end], recognizer.supported_entities, None):
+            result.start, result.end = result.start + start, result.end + start
+            results.append(result)
+    return results
+
+
 def _detect(text: str) -> Counter[str]:
     found: Counter[str] = Counter()
     spans: set[tuple[int, int, str]] = set()
     for recognizer in _recognizers():
-        for result in recognizer.analyze(text, recognizer.supported_entities, None):
+        for result in _analyze(recognizer, text):
             kind = _KIND_OF_ENTITY[result.entity_type]
             value = text[result.start : result.end]
             if kind == "ssn" and not _SSN_DASHED.fullmatch(value) and not _labelled(text, result.start, _SSN_LABEL):

@@ -21,7 +21,7 @@ def remove_document(settings: Settings, document_id: str) -> dict[str, int]:
 
 
 def remove_other_versions(settings: Settings, document: DocumentRef) -> int:
-    """Delete the stage outputs of every version but ``document``'s (once it is the indexed one)."""
+    """Delete the stage outputs and index rows of every version but ``document``'s (once it is COMPLETED)."""
     store = build_object_store(settings)
     keep = tuple(keys.version_prefixes(document))
     removed = 0
@@ -29,4 +29,4 @@ def remove_other_versions(settings: Settings, document: DocumentRef) -> int:
         for info in store.list(prefix):
             if not info.key.startswith(keep):
                 removed += store.delete_prefix(info.key)
-    return removed
+    return removed + build_vector_index(settings).remove_other_versions(document.document_id, document.version)

@@ -11,16 +11,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from pinecone import PineconeApiException
 from pydantic import SecretStr
 
-from ray_rag_dagster.backends.pinecone_index import (
-    METADATA_BYTES_BUDGET,
-    UPSERT_BYTES_BUDGET,
-    PineconeIndex,
-    PineconeIndexError,
-    RetryPolicy,
-    record_metadata,
-)
+from ray_rag_dagster.backends.pinecone_index import PineconeIndex, PineconeIndexError, RetryPolicy
+from ray_rag_dagster.backends.pinecone_records import METADATA_BYTES_BUDGET, UPSERT_BYTES_BUDGET, record_metadata
 from ray_rag_dagster.backends.vector_index import IndexRecord
 from ray_rag_dagster.ids import chunk_id, content_hash
 from ray_rag_dagster.settings import Settings
@@ -88,7 +83,7 @@ def test_creates_serverless_cosine_index_of_the_records_dimension_and_waits_unti
         other.replace_document(DOC_B, records(DOC_B, "v1", ["Other."], dimension=384))
 
 
-def test_2500_records_go_in_requests_within_limits_and_a_new_version_deletes_the_stale(
+def test_2500_records_go_in_requests_within_limits_and_an_old_version_goes_once_the_new_is_completed(
     stand_in: PineconeStandIn,
 ) -> None:
     index = backend(stand_in)
@@ -102,17 +97,55 @@ def test_2500_records_go_in_requests_within_limits_and_a_new_version_deletes_the
     before = set(stand_in.vectors("ray-rag", NAMESPACE))
     assert index.replace_document(DOC_A, records(DOC_A, "v1", v1)) == 2500
     assert set(stand_in.vectors("ray-rag", NAMESPACE)) == before and index.count() == 2500
-    # A new version keeps two old chunks and adds one: 2,498 stale vectors go, in deletes of at most 1000 ids.
+    # A new version is written beside the old one (ids carry the version) ...
     assert index.replace_document(DOC_B, records(DOC_B, "v1", ["Another document."])) == 1
     v2 = [v1[0], v1[1], "A chunk new in version 2."]
     assert index.replace_document(DOC_A, records(DOC_A, "v2", v2)) == 3
+    assert index.count(DOC_A) == 2503
+    # ... and once it is completed, the 2,500 of v1 go, in deletes of at most 1000 ids.
+    assert index.remove_other_versions(DOC_A, "v2") == 2500
     stored = stand_in.vectors("ray-rag", NAMESPACE)
     of_a = [vector.metadata for vector in stored.values() if vector.metadata["document_id"] == DOC_A]
     assert sorted(metadata["text"] for metadata in of_a) == sorted(v2)
     assert {metadata["processing_version"] for metadata in of_a} == {"v2"}
-    assert [request.vector_count for request in stand_in.requests_to("/vectors/delete")] == [1000, 1000, 498]
+    assert [request.vector_count for request in stand_in.requests_to("/vectors/delete")] == [1000, 1000, 500]
     assert index.count(DOC_A) == 3 and index.count() == 4
     assert index.delete_document(DOC_B) == 1 and index.count() == 3
+
+
+def test_a_reload_failing_its_second_batch_leaves_the_old_version_served_whole(stand_in: PineconeStandIn) -> None:
+    served = {DOC_A: "v1"}  # what the status store would say is COMPLETED
+    index = PineconeIndex(api_key=SecretStr(API_KEY), index_name="ray-rag", namespace=NAMESPACE,
+                          controller_host=stand_in.base_url, retry=FAST_RETRIES, served_versions=lambda: served)
+    v1 = [f"Version one chunk {number}." for number in range(1500)]
+    v2 = [f"Version two chunk {number}." for number in range(1500)]
+    old, new = records(DOC_A, "v1", v1, seed=1), records(DOC_A, "v2", v2, seed=2)
+    assert index.replace_document(DOC_A, old) == 1500
+    # The reload's first batch (1000 vectors) goes in; the second is refused.
+    stand_in.fail_next(400, path_suffix="/vectors/upsert", after=1)
+    with pytest.raises(PineconeApiException):
+        index.replace_document(DOC_A, new)
+    stand_in.clear_faults()
+    assert [request.vector_count for request in stand_in.requests_to("/vectors/upsert", status=200)][-1] == 1000
+    # The partial v2 was taken out again; v1 is whole, and search serves only v1.
+    texts = {vector.metadata["text"] for vector in stand_in.vectors("ray-rag", NAMESPACE).values()}
+    assert texts == set(v1)
+    for probe in (new[10], new[1200], old[10]):
+        assert all(hit.metadata["processing_version"] == "v1" for hit in index.search("", probe.vector, 10))
+    # Even a partial v2 left behind (the clean-up itself failed) is never served while v1 is the completed one.
+    stand_in.fail_next(400, path_suffix="/vectors/upsert", after=1)
+    stand_in.fail_next(400, path_suffix="/vectors/list")
+    with pytest.raises(PineconeApiException):
+        index.replace_document(DOC_A, new)
+    stand_in.clear_faults()
+    assert index.count(DOC_A) == 2500
+    assert all(hit.text in v1 for hit in index.search("", new[10].vector, 20))
+    # The reload succeeds; v2 is served once completed; then v1's vectors go.
+    assert index.replace_document(DOC_A, new) == 1500
+    assert index.search("", new[10].vector, 1)[0].text in v1
+    served[DOC_A] = "v2"
+    assert index.search("", new[10].vector, 1)[0].text == v2[10]
+    assert index.remove_other_versions(DOC_A, "v2") == 1500 and index.count(DOC_A) == 1500
 
 
 def test_large_records_are_batched_by_encoded_size(stand_in: PineconeStandIn) -> None:
@@ -217,7 +250,7 @@ def test_a_burst_of_429_and_503_is_ridden_out(stand_in: PineconeStandIn) -> None
     assert stand_in.pending_faults() == 0
     assert len(stand_in.requests_to("/vectors/upsert", status=429)) == 10
     assert len(stand_in.requests_to("/vectors/list", status=503)) == 5
-    assert index.count(DOC_A) == 2
+    assert index.remove_other_versions(DOC_A, "v2") == 1 and index.count(DOC_A) == 2
 
 
 def test_a_rejected_key_fails_fast_without_leaking_it(
@@ -239,7 +272,7 @@ def test_built_from_settings_and_the_data_plane_host_override(stand_in: Pinecone
                         pinecone_controller_host=stand_in.base_url)
     index = PineconeIndex.from_settings(settings, retry=FAST_RETRIES)
     assert index.replace_document(DOC_A, records(DOC_A, "v1", ["One.", "Two."])) == 2
-    expected_ids = {f"{DOC_A}#{record.id}" for record in records(DOC_A, "v1", ["One.", "Two."])}
+    expected_ids = {f"{DOC_A}#v1#{record.id}" for record in records(DOC_A, "v1", ["One.", "Two."])}
     assert set(stand_in.vectors("from-settings", NAMESPACE)) == expected_ids
     # With the data-plane host given, reads go straight to it: no describe.
     direct = PineconeIndex.from_settings(

@@ -16,9 +16,9 @@ from ray_rag_dagster.backends.status_store import (
     FAILED,
     IN_PROGRESS,
     PENDING,
-    SqliteStatusStore,
     StatusStore,
 )
+from ray_rag_dagster.backends.sqlite_status_store import SqliteStatusStore
 from tests.standins.aws import moto_server
 
 StoreFactory = Callable[[], StatusStore]
@@ -70,6 +70,30 @@ def test_failure_is_recorded_with_reason(new_store: StoreFactory) -> None:
     assert store.metrics()[0]["documents_failed"] == 1
     # A failed version can be claimed again (a retry).
     assert store.claim("doc_bbbbbbbbbbbb", "v1", "run-2", 60, reprocess=False).granted
+
+
+def test_partial_success_shows_in_the_detail_and_the_served_version_is_the_last_completed(
+    new_store: StoreFactory,
+) -> None:
+    store = new_store()
+    document = "doc_cccccccccccc"
+    store.register(document, "v1", "input/c.pdf")
+    store.claim(document, "v1", "run-1", 60, reprocess=False)
+    store.record_stage(document, "v1", "extract", note="docling converted the document partly: page 3 failed", pages=4)
+    store.record_stage(document, "v1", "load", vectors=9)
+    assert store.complete(document, "v1", "run-1")
+    row = store.get(document)
+    assert (row.status, row.error) == (COMPLETED, "docling converted the document partly: page 3 failed")
+    assert store.audit(document)[2]["message"] == "extract done: docling converted the document partly: page 3 failed"
+    # v2 in progress or failed: v1 stays the one search serves; once v2 completes, v2 is.
+    assert store.completed_versions() == {document: "v1"}
+    store.register(document, "v2", "input/c.pdf")
+    store.claim(document, "v2", "run-2", 60, reprocess=False)
+    store.fail(document, "v2", "load", "c.pdf: load failed")
+    assert store.completed_versions() == {document: "v1"}
+    store.claim(document, "v2", "run-3", 60, reprocess=False)
+    assert store.complete(document, "v2", "run-3")
+    assert store.completed_versions() == {document: "v2"}
 
 
 def test_completed_version_is_not_reprocessed_unless_asked(new_store: StoreFactory) -> None:

@@ -106,3 +106,19 @@ def test_a_document_withdrawn_mid_way_stops_before_the_next_stage(flow: Flow) ->
 
 def test_nothing_else_is_reported(flow: Flow) -> None:
     assert len(flow.results) == 2 * len(STAGES) + 1 + 1 + 3
+
+
+def test_a_document_over_its_time_limit_fails_once_with_the_reason(tmp_path: Path) -> None:
+    # A 97-page protocol in 4-page shards cannot be extracted in 8 s on this machine's workers: the shards
+    # running at the deadline have their workers restarted, the document fails once, its other shards are dropped.
+    settings = Settings(home=tmp_path, extract_pages_per_shard=4, document_timeout_seconds=8)
+    store = build_object_store(settings)
+    key = "input/CDISC_Pilot_Study.pdf"
+    store.put_bytes(key, (PDFS / "clinical" / "CDISC_Pilot_Study.pdf").read_bytes())
+    document = DocumentRef(document_id=document_id_for(key), version=version_of(store.list(key)[0].etag), source_key=key)
+
+    results = list(run_stages(settings, [document]))
+
+    assert [(result.stage, result.status, result.transient) for result in results] == [("extract", "failed", False)]
+    assert results[0].error == "CDISC_Pilot_Study.pdf: extract over the 8 s per-document time limit"
+    assert build_vector_index(settings).count(document.document_id) == 0

@@ -8,7 +8,8 @@ import pytest
 
 from ray_rag_dagster.backends import build_object_store, build_status_store, build_vector_index
 from ray_rag_dagster.backends.object_store import LocalObjectStore, S3ObjectStore
-from ray_rag_dagster.backends.status_store import COMPLETED, DELETED, SqliteStatusStore
+from ray_rag_dagster.backends.sqlite_status_store import SqliteStatusStore
+from ray_rag_dagster.backends.status_store import COMPLETED, DELETED
 from ray_rag_dagster.defs.partitions import documents
 from ray_rag_dagster.defs.resources import RagPipeline
 from ray_rag_dagster.defs.sensors import inbox_sensor, remove_documents_job

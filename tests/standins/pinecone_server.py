@@ -85,6 +85,7 @@ class QueuedFault:
     status: int
     path_suffix: str | None
     retry_after: float | None
+    passes: int = 0  # matching requests still to answer normally before this fault applies
 
 
 def _failure_response(failure: ApiFailure, headers: dict[str, str] | None = None) -> Response:
@@ -162,10 +163,17 @@ class PineconeStandIn:
     # --- test controls and assertions ---------------------------------------------------------------
 
     def fail_next(self, status: int, times: int = 1, path_suffix: str | None = None,
-                  retry_after: float | None = None) -> None:
-        """Answer the next ``times`` requests (whose path ends with ``path_suffix``, if given) with ``status``."""
+                  retry_after: float | None = None, after: int = 0) -> None:
+        """Answer the next ``times`` requests (whose path ends with ``path_suffix``, if given) with ``status``,
+        once ``after`` such requests went through normally (``after=1`` on upserts fails a load's second batch)."""
         with self._lock:
             self._faults.extend(QueuedFault(status, path_suffix, retry_after) for _ in range(times))
+            if self._faults and after:
+                self._faults[-times].passes = after
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
 
     def pending_faults(self) -> int:
         with self._lock:
@@ -202,7 +210,7 @@ class PineconeStandIn:
             fault = self._take_fault(request.path)
             if fault is not None:
                 headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
-                code = "RESOURCE_EXHAUSTED" if fault.status == 429 else "UNAVAILABLE"
+                code = {429: "RESOURCE_EXHAUSTED", 400: "INVALID_ARGUMENT"}.get(fault.status, "UNAVAILABLE")
                 return _failure_response(ApiFailure(fault.status, code, "injected fault"), headers), counted
             if len(body) > MAX_REQUEST_BYTES:
                 raise ApiFailure(
@@ -232,6 +240,9 @@ class PineconeStandIn:
         with self._lock:
             for fault in self._faults:
                 if fault.path_suffix is None or path.endswith(fault.path_suffix):
+                    if fault.passes:
+                        fault.passes -= 1
+                        return None
                     self._faults.remove(fault)
                     return fault
         return None
