@@ -14,7 +14,8 @@ Extractor = Callable[[Path], tuple[str, int]]  # PDF → (Markdown, pages)
 
 
 def project_extractor() -> Extractor:
-    from ray_rag_dagster.stages.extract import BOUNDARY, extract_pdf
+    from ray_rag_dagster.stages.docling_convert import extract_pdf
+    from ray_rag_dagster.stages.page_markdown import BOUNDARY
 
     def run(path: Path) -> tuple[str, int]:
         result = extract_pdf(path.read_bytes(), path.name)

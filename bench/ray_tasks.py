@@ -9,11 +9,11 @@ from typing import Any
 
 def extract_document(data: bytes, name: str, page_range: tuple[int, int] | None = None) -> dict[str, Any]:
     """Extract on a worker; report where it ran and whether the converter was already loaded there."""
-    from ray_rag_dagster.stages import extract
+    from ray_rag_dagster.stages import docling_convert
 
-    loaded_before = bool(extract._converters)
+    loaded_before = bool(docling_convert._converters)
     started = time.perf_counter()
-    result = extract.extract_pdf(data, name, page_range=page_range)
+    result = docling_convert.extract_pdf(data, name, page_range=page_range)
     return {
         "pid": os.getpid(),
         "converter_loaded_before": loaded_before,

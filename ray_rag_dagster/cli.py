@@ -24,7 +24,7 @@ from rich.table import Table
 from ray_rag_dagster.aws.cli import aws_app
 from ray_rag_dagster.cli_search import search, serve, status
 from ray_rag_dagster.dagster_home import prepare_dagster_home
-from ray_rag_dagster.evaluation import evaluate
+from ray_rag_dagster.evaluation.cli import evaluate
 from ray_rag_dagster.ingest import IngestOutcome
 from ray_rag_dagster.passages import snippet  # noqa: F401 - re-exported (tests, scripts)
 from ray_rag_dagster.settings import Settings, load_settings

@@ -20,3 +20,9 @@ class DocumentGone(DocumentError):
     Not a failure of the document: the run stops working on this version; the newer version (or the
     delete) is handled by its own request.
     """
+
+
+def one_line(value: object, limit: int = 300) -> str:
+    """``value`` as one line of at most ``limit`` characters, for a reason that names what went wrong."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -8,24 +8,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from ray_rag_dagster.evaluation import (
-    ANSWER_KEY_SOURCES,
-    BM25WindowBaseline,
-    DocumentsNotIndexed,
-    Passage,
-    Question,
-    content_words,
-    evaluate,
-    first_relevant_rank,
-    load_questions,
-    mean_reciprocal_rank,
-    occurs_in,
-    passage_matches,
-    recall_at,
-    run_evaluation,
-    run_system,
-    text_layer,
-)
+from ray_rag_dagster.evaluation.answer_keys import ANSWER_KEY_SOURCES, Question, load_questions
+from ray_rag_dagster.evaluation.cli import evaluate
+from ray_rag_dagster.evaluation.metrics import first_relevant_rank, mean_reciprocal_rank, recall_at, run_system
+from ray_rag_dagster.evaluation.relevance import content_words, occurs_in, passage_matches
+from ray_rag_dagster.evaluation.retrievers import BM25WindowBaseline, Passage, text_layer
+from ray_rag_dagster.evaluation.run import DocumentsNotIndexed, run_evaluation
 from ray_rag_dagster.settings import Settings
 from tests.conftest import GROUNDTRUTH, PDFS
 

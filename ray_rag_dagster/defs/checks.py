@@ -21,10 +21,12 @@ import dagster as dg
 
 from ray_rag_dagster.backends import build_embedder, build_object_store
 from ray_rag_dagster.defs.partitions import documents
-from ray_rag_dagster.evaluation import ANSWER_KEY_SOURCES, MRR_DEPTH, RECALL_K, default_answer_keys_dir, run_evaluation
+from ray_rag_dagster.evaluation.answer_keys import ANSWER_KEY_SOURCES, default_answer_keys_dir
+from ray_rag_dagster.evaluation.metrics import MRR_DEPTH, RECALL_K
+from ray_rag_dagster.evaluation.run import run_evaluation
 from ray_rag_dagster.settings import Settings
-from ray_rag_dagster.stages.chunk import TABLE, parse_elements
 from ray_rag_dagster.stages import keys
+from ray_rag_dagster.stages.chunk import TABLE, parse_elements
 from ray_rag_dagster.stages.embed import load_vectors
 from ray_rag_dagster.stages.manifest import StageOutput
 

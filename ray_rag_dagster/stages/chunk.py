@@ -18,8 +18,8 @@ from ray_rag_dagster.backends import build_object_store
 from ray_rag_dagster.ids import content_hash
 from ray_rag_dagster.settings import Settings
 from ray_rag_dagster.stages import keys
-from ray_rag_dagster.stages.extract import BOUNDARY
 from ray_rag_dagster.stages.manifest import DocumentRef, StageOutput
+from ray_rag_dagster.stages.page_markdown import BOUNDARY
 
 HEADING, TABLE, LIST, PARAGRAPH = "heading", "table", "list", "paragraph"
 # A section shorter than this is merged with the next one rather than becoming a chunk of its own.

@@ -309,7 +309,7 @@ def _pdf_with_chart() -> bytes:
 
 
 def test_picture_description_is_written_under_the_caption(standin: OpenAIStandIn) -> None:
-    from ray_rag_dagster.stages.extract import ExtractOptions, extract_pdf
+    from ray_rag_dagster.stages.docling_convert import ExtractOptions, extract_pdf
 
     options = ExtractOptions(
         describe_pictures=True,

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from ray_rag_dagster.stages.chunk import TABLE, build_chunks, classify, split_prose, split_table
-from ray_rag_dagster.stages.extract import BOUNDARY
+from ray_rag_dagster.stages.page_markdown import BOUNDARY
 
 SEP = f"\n\n{BOUNDARY}\n\n"
 

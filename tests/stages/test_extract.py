@@ -14,13 +14,9 @@ from pathlib import Path
 import pytest
 
 from ray_rag_dagster.errors import DocumentError
-from ray_rag_dagster.stages import extract as extract_module
-from ray_rag_dagster.stages.extract import (
-    BOUNDARY,
-    ExtractOptions,
-    ExtractResult,
-    extract_pdf,
-)
+from ray_rag_dagster.stages import docling_convert
+from ray_rag_dagster.stages.docling_convert import ExtractOptions, ExtractResult, extract_pdf
+from ray_rag_dagster.stages.page_markdown import BOUNDARY
 from tests.conftest import SHARED_DATA
 
 DATA = SHARED_DATA
@@ -33,7 +29,7 @@ needs_data = pytest.mark.skipif(
     reason=f"shared test corpus not found at {DATA}",
 )
 
-TABLE_SEPARATOR = re.compile(r"^\|(?:\s*:?-{1,}:?\s*\|)+\s*$", re.M)
+TABLE_SEPARATOR = re.compile(r"^\|(?:\s*:?-{1,}:?\s*\|)+\s*$", re.MULTILINE)
 JOIN = f"\n\n{BOUNDARY}\n\n"
 
 
@@ -114,8 +110,8 @@ def test_clinical_sentence_on_its_page(cdisc: ExtractResult) -> None:
 
 @needs_data
 def test_converter_is_built_once(normal4: ExtractResult) -> None:
-    first = extract_module._converter(ExtractOptions())
-    assert extract_module._converter(ExtractOptions()) is first
+    first = docling_convert._converter(ExtractOptions())
+    assert docling_convert._converter(ExtractOptions()) is first
 
 
 # ------------------------------------------------------------------------------------ bad input
