@@ -25,7 +25,6 @@ setting, never the key.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -46,9 +45,9 @@ from pydantic import SecretStr
 
 from ray_rag_dagster.backends.pinecone_records import (
     REDACTION_PREFIX,
-    document_version,
     entities_from,
     record_metadata,
+    served_filters,
     upsert_batches,
 )
 from ray_rag_dagster.backends.vector_index import IndexRecord, SearchHit, VectorIndex
@@ -58,7 +57,6 @@ if TYPE_CHECKING:
     from pinecone import Index
     from pinecone.models.indexes.index import IndexModel
 
-    from ray_rag_dagster.backends.status_store import StatusStore
     from ray_rag_dagster.settings import Settings
 
 _log = logging.getLogger(__name__)
@@ -66,7 +64,6 @@ _log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_IDS_PER_DELETE = 1000
-MAX_IN_VALUES = 10_000  # values in one ``$in`` metadata filter
 LIST_PAGE_SIZE = 100
 # The reserved field name Pinecone's vectors API (upsert/query by ``values``) addresses a dense index by; an
 # index declared with it is what the 9.x ``dimension=``/``metric=`` arguments created.
@@ -74,22 +71,6 @@ DENSE_FIELD = "_values"
 METRIC = "cosine"
 # Pinecone's data plane calls the namespace with no name this.
 DEFAULT_NAMESPACE_NAMES = ("", "__default__")
-
-
-class CompletedVersions:
-    """Each document's completed version from the status store, re-read at most every ``ttl_s`` seconds (a
-    search server asks on every query; on DynamoDB the answer is a scan)."""
-
-    def __init__(self, status: StatusStore, ttl_s: float = 2.0) -> None:
-        self.status, self.ttl_s = status, ttl_s
-        self._versions: Mapping[str, str] = {}
-        self._read_at = -float("inf")
-
-    def __call__(self) -> Mapping[str, str]:
-        if time.monotonic() - self._read_at > self.ttl_s:
-            self._versions = self.status.completed_versions()
-            self._read_at = time.monotonic()
-        return self._versions
 
 
 class PineconeIndexError(RuntimeError):
@@ -144,6 +125,7 @@ class PineconeIndex(VectorIndex):
     def from_settings(cls, settings: Settings, retry: RetryPolicy | None = None) -> PineconeIndex:
         """Build from settings; the key is ``pinecone_api_key`` (the caller resolves a secret ARN into it)."""
         from ray_rag_dagster.backends import build_status_store
+        from ray_rag_dagster.backends.status_store import CompletedVersions
 
         if settings.pinecone_api_key is None:
             raise PineconeIndexError(
@@ -364,7 +346,8 @@ class PineconeIndex(VectorIndex):
             return []
         query_vector = np.asarray(vector, dtype=np.float32).tolist()
         matches = []
-        for served in self._served_filters():
+        served_versions = None if self._served_versions is None else self._served_versions()
+        for served in served_filters(served_versions):
             response = self._call(index.query, vector=query_vector, top_k=k, include_metadata=True,
                                   namespace=self.namespace, filter=served)
             matches.extend(response.matches)
@@ -399,15 +382,6 @@ class PineconeIndex(VectorIndex):
                 )
             )
         return hits
-
-    def _served_filters(self) -> list[dict[str, Any] | None]:
-        """Metadata filters that pass only each document's completed version (one per 10,000 documents:
-        Pinecone's limit on ``$in`` values); ``[None]`` (no filter) without a status store to ask."""
-        if self._served_versions is None:
-            return [None]
-        served = sorted(document_version(document, version) for document, version in self._served_versions().items())
-        return [{"document_version": {"$in": served[start : start + MAX_IN_VALUES]}}
-                for start in range(0, len(served), MAX_IN_VALUES)]
 
     def count(self, document_id: str | None = None) -> int:
         index = self._readable_index()

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import bisect
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ray_rag_dagster.backends.vector_index import IndexRecord
@@ -44,6 +44,7 @@ MAX_UPSERT_BYTES = 2 * 1024 * 1024
 UPSERT_BYTES_BUDGET = MAX_UPSERT_BYTES - 64 * 1024
 MAX_METADATA_BYTES = 40 * 1024
 METADATA_BYTES_BUDGET = MAX_METADATA_BYTES - 1024
+MAX_IN_VALUES = 10_000  # values in one ``$in`` metadata filter
 ENTITY_KINDS = ("people", "organizations", "medications")
 REDACTION_PREFIX = "redacted_"
 OTHER_ENTITY_PREFIX = "entities_"
@@ -56,6 +57,16 @@ def _json_size(value: Any) -> int:
 
 def document_version(document_id: str, version: str) -> str:
     return f"{document_id}@{version}"
+
+
+def served_filters(versions: Mapping[str, str] | None) -> list[dict[str, Any] | None]:
+    """Query filters that pass only each document's completed version (``versions``: document → version), one
+    per 10,000 documents (Pinecone's limit on ``$in`` values); ``[None]`` (no filter) when ``versions`` is None."""
+    if versions is None:
+        return [None]
+    served = sorted(document_version(document, version) for document, version in versions.items())
+    return [{"document_version": {"$in": served[start : start + MAX_IN_VALUES]}}
+            for start in range(0, len(served), MAX_IN_VALUES)]
 
 
 def _entity_key(kind: str) -> str:

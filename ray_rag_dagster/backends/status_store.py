@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -125,3 +126,19 @@ class StatusStore(abc.ABC):
 
     @abc.abstractmethod
     def metrics(self) -> list[dict[str, Any]]: ...
+
+
+class CompletedVersions:
+    """Each document's completed version from the status store, re-read at most every ``ttl_s`` seconds (a
+    search server asks on every query; on DynamoDB the answer is a scan)."""
+
+    def __init__(self, status: StatusStore, ttl_s: float = 2.0) -> None:
+        self.status, self.ttl_s = status, ttl_s
+        self._versions: Mapping[str, str] = {}
+        self._read_at = -float("inf")
+
+    def __call__(self) -> Mapping[str, str]:
+        if time.monotonic() - self._read_at > self.ttl_s:
+            self._versions = self.status.completed_versions()
+            self._read_at = time.monotonic()
+        return self._versions
