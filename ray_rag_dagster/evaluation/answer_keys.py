@@ -1,7 +1,7 @@
 """Questions from the human-written USDM answer keys.
 
 **Answer keys.** ``shared/data/groundtruth/clinical/*.json`` are CDISC USDM v4 study definitions written by
-people from the two clinical protocols. Every eligibility criterion, objective and endpoint in them is an
+people from the three clinical protocols. Every eligibility criterion, objective and endpoint in them is an
 *answer passage*: its text with the USDM markup removed (HTML stripped, entities unescaped, ``<usdm:tag>``
 parameters resolved through the study's syntax-template dictionaries, e.g. ``min_age`` → ``50``).
 
@@ -39,6 +39,7 @@ from ray_rag_dagster.evaluation.relevance import answer_stretches, content_words
 ANSWER_KEY_SOURCES: dict[str, str] = {
     "ddf-sdr-api-study-cdisc-pilot-sample-usdm-v4.json": "CDISC_Pilot_Study.pdf",
     "ddf-sdr-api-study-EliLilly-Diabetes-sample-usdm-v4.json": "EliLilly_NCT03421379_Diabetes.pdf",
+    "ddf-sdr-api-study-BP30037-sample-usdm-v4.json": "Roche_BP30037_V3.pdf",
 }
 
 QUESTION_MAX_WORDS = 20
@@ -149,17 +150,20 @@ def questions_from_usdm(usdm: dict[str, Any], document: str) -> list[Question]:
             objectives = design.get("objectives", [])
             levels = Counter(objective["level"]["decode"] for objective in objectives)
             for objective in objectives:
-                answer = usdm_text.plain(objective["text"], objective.get("dictionaryId"))
+                # Some keys (Roche BP30037) write the objective in ``description`` and leave ``text`` empty.
+                text = objective.get("text") or objective.get("description") or ""
+                answer = usdm_text.plain(text, objective.get("dictionaryId"))
                 level = objective["level"]["decode"]
                 if _usable(answer):
                     add(objective["name"], "objective-text", _verbatim_question(answer), answer)
                     if levels[level] == 1:
                         add(objective["name"], "objective-label", f"What is the {level.lower()} of {study}?", answer)
-                    elif objective.get("description"):
+                    elif objective.get("text") and objective.get("description"):
                         label = f"{study} {level.lower()}: {objective['description']}"
                         add(objective["name"], "objective-label", label, answer)
                 for endpoint in objective.get("endpoints", []):
-                    answer = usdm_text.plain(endpoint["text"], endpoint.get("dictionaryId"))
+                    text = endpoint.get("text") or endpoint.get("description") or ""
+                    answer = usdm_text.plain(text, endpoint.get("dictionaryId"))
                     if _usable(answer):
                         add(endpoint["name"], "endpoint-text", _verbatim_question(answer), answer)
     return questions

@@ -84,6 +84,25 @@ def _load_at_the_barrier(path: str, document_id: str, count: int, barrier, resul
         results.put((document_id, "error", f"{type(error).__name__}: {error}"))
 
 
+def test_a_query_naming_one_documents_study_code_searches_that_document(tmp_path: Path) -> None:
+    index = LanceDBIndex(tmp_path / "db")
+    other = ["Revised protocol sections: the numbering of inclusion and exclusion criteria. Exclusion criterion "
+             "changes, exclusion criterion wording, inclusion criterion order."] + [
+        f"Exclusion criterion note {i} of the other protocol." for i in range(8)]
+    named = [f"Protocol H2Q-MC-LZZT page {i}: background on the xanomeline study design." for i in range(8)] + [
+        "Protocol H2Q-MC-LZZT exclusions: a history of syncope within the last 5 years."]
+    index.replace_document(DOC_A, records(DOC_A, "v1", other, seed=1))
+    index.replace_document(DOC_B, records(DOC_B, "v1", named, seed=2))
+    query_vector = records(DOC_A, "v1", other, seed=1)[0].vector  # the vector leg points at the other document
+    hits = index.search("LZZT exclusion criterion: Syncope", query_vector, k=5)
+    assert {hit.document_id for hit in hits} == {DOC_B}  # LZZT occurs only in DOC_B
+    assert hits[0].text.endswith("syncope within the last 5 years.")
+    assert len(hits) == 5  # topped up from DOC_B's own candidates
+    # A capitalised word found in both documents (or in none) names no document: both are searched.
+    assert {hit.document_id for hit in index.search("Protocol exclusion criterion", query_vector, k=10)} == {DOC_A, DOC_B}
+    assert {hit.document_id for hit in index.search("XYZ exclusion criterion", query_vector, k=10)} == {DOC_A, DOC_B}
+
+
 @pytest.mark.parametrize("round_", range(3))
 def test_concurrent_loads_into_an_empty_index_keep_every_row(tmp_path: Path, round_: int) -> None:
     """Two processes load two documents into an EMPTY index at the same moment: both keep all their rows,
