@@ -24,7 +24,7 @@ def question(answer: str, document: str = "a.pdf") -> Question:
     return Question(f"{document}#X/criterion-text", document, "criterion-text", "q", answer)
 
 
-def test_questions_are_deterministic_and_cover_both_protocols() -> None:
+def test_questions_are_deterministic_and_cover_every_protocol() -> None:
     first, second = load_questions(ANSWER_KEYS), load_questions(ANSWER_KEYS)
     assert first == second
     assert len({q.id for q in first}) == len(first)
@@ -34,6 +34,7 @@ def test_questions_are_deterministic_and_cover_both_protocols() -> None:
         assert kinds[(document, "criterion-text")] >= 20
         assert kinds[(document, "criterion-label")] >= 20
         assert kinds[(document, "objective-text")] >= 5
+        assert kinds[(document, "endpoint-text")] >= 5
     by_id = {q.id: q for q in first}
     # USDM parameter tags are resolved from the study's dictionaries, and HTML is gone.
     age = by_id["CDISC_Pilot_Study.pdf#IN01/criterion-text"]

@@ -128,8 +128,14 @@ def questions_from_usdm(usdm: dict[str, Any], document: str) -> list[Question]:
     """Questions about one protocol from its USDM answer key, in the key's own order (see the module doc)."""
     questions: list[Question] = []
 
+    seen: Counter[str] = Counter()
+
     def add(name: str, kind: str, text: str, answer: str) -> None:
-        questions.append(Question(f"{document}#{name}/{kind}", document, kind, text, answer))
+        question_id = f"{document}#{name}/{kind}"
+        seen[question_id] += 1
+        if seen[question_id] > 1:  # names repeat across objectives in some keys ("Endpoint 1" under each)
+            question_id = f"{question_id}#{seen[question_id]}"
+        questions.append(Question(question_id, document, kind, text, answer))
 
     for version in usdm["study"]["versions"]:
         usdm_text = _UsdmText(version, usdm)
