@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ray_rag_dagster.settings import Settings
 
+
 @dataclass
 class IngestOutcome:
     path: Path
@@ -78,10 +79,10 @@ def ingest_paths(
 
     from ray_rag_dagster.backends import build_object_store, build_status_store
     from ray_rag_dagster.backends.status_store import COMPLETED, FAILED
-    from ray_rag_dagster.defs import build_definitions
-    from ray_rag_dagster.defs.assets import OWNER_TAG, TRIGGER_TAG
-    from ray_rag_dagster.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, documents, partition_ranges
     from ray_rag_dagster.dagster_home import prepare_dagster_home
+    from ray_rag_dagster.defs import build_definitions
+    from ray_rag_dagster.defs.assets import INTERRUPTED, OWNER_TAG, TRIGGER_TAG
+    from ray_rag_dagster.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, documents, partition_ranges
     from ray_rag_dagster.ids import document_id_for, version_of
 
     prepare_dagster_home(settings)
@@ -154,7 +155,7 @@ def ingest_paths(
             tags = {OWNER_TAG: owner, TRIGGER_TAG: "cli"}
             if len(batch) > 1:
                 tags |= {RANGE_START_TAG: batch[0], RANGE_END_TAG: batch[-1]}
-            job.execute_in_process(
+            result = job.execute_in_process(
                 instance=instance,
                 partition_key=batch[0] if len(batch) == 1 else None,
                 tags=tags,
@@ -162,6 +163,11 @@ def ingest_paths(
                 run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
                 raise_on_error=False,
             )
+            # Dagster catches Ctrl-C inside the run (the step fails, marked interrupted): stop here too.
+            if any(INTERRUPTED in event.step_failure_data.user_failure_data.metadata
+                   for event in result.get_step_failure_events()
+                   if event.step_failure_data and event.step_failure_data.user_failure_data):
+                raise KeyboardInterrupt("run interrupted")
     except KeyboardInterrupt:
         for outcome in claimed:
             status.release(outcome.document_id, outcome.version, owner, "ingest interrupted")

@@ -26,7 +26,7 @@ from ray_rag_dagster.defs.assets import ASSET_OF_STAGE
 from ray_rag_dagster.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, documents
 from ray_rag_dagster.ids import document_id_for
 from ray_rag_dagster.ingest import ingest_paths
-from ray_rag_dagster.samples import KNOWN_SENTENCE, SEEDED_PII, write_samples
+from ray_rag_dagster.samples import KNOWN_SENTENCE, write_samples
 from ray_rag_dagster.search import search_index
 from ray_rag_dagster.settings import Settings
 from ray_rag_dagster.stages import keys
@@ -165,16 +165,6 @@ def test_every_table_comes_out_as_markdown_and_no_chunk_splits_a_table(ingested)
             if element.kind == TABLE and len(element.text) <= settings.chunk_target_chars:
                 # Whole inside a chunk (a table repeated in the document may sit whole in several).
                 assert any(element.text in chunk["text"] for chunk in chunks), element.text[:80]
-
-
-def test_seeded_pii_never_reaches_the_index(ingested) -> None:
-    settings, outcomes = ingested
-    table = build_vector_index(settings).db.open_table(settings.lancedb_table).to_arrow().to_pylist()
-    dump = json.dumps([{key: value for key, value in row.items() if key != "vector"} for row in table])
-    for secret in SEEDED_PII:
-        assert secret not in dump
-    sample = outcomes["synthetic_protocol_ABC-123.pdf"].document_id
-    assert "[REDACTED]" in " ".join(row["text"] for row in table if row["document_id"] == sample)
 
 
 def test_scanned_page_goes_through_ocr(ingested) -> None:

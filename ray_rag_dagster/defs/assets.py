@@ -18,10 +18,11 @@ but metadata flows through Dagster.
 
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Self
 
 import dagster as dg
 
+from ray_rag_dagster.backends.object_store import ObjectStore
 from ray_rag_dagster.backends.status_store import DELETED, StatusStore
 from ray_rag_dagster.compute.flow import STAGES, StageResult, run_stages_in_background
 from ray_rag_dagster.compute.workers import Placement
@@ -31,11 +32,12 @@ from ray_rag_dagster.defs.resources import RagPipeline
 from ray_rag_dagster.ids import document_id_for, version_of
 from ray_rag_dagster.settings import Settings
 from ray_rag_dagster.stages.manifest import DocumentRef, StageOutput
-from ray_rag_dagster.stages.remove import remove_document, remove_other_versions
+from ray_rag_dagster.stages.remove import remove_document, remove_other_versions, remove_version
 
 GROUP = "rag_ingest"
 OWNER_TAG = "ray_rag/owner"  # set by the CLI, which claims documents before it launches their runs
 TRIGGER_TAG = "ray_rag/trigger"  # "sensor" | "cli"; anything else (the UI, the shell) means "reprocess"
+INTERRUPTED = "interrupted"  # metadata of the failure of a step that was interrupted
 # Status-store count fields each stage reports (seconds, tokens and cost are cumulative totals).
 STATUS_COUNTS = {"extract": ("pages",), "chunk": ("chunks",), "load": ("vectors",)}
 TOTALS = ("seconds", "tokens", "cost_usd")
@@ -113,6 +115,12 @@ def stage_metadata(output: StageOutput, placement: Placement | None) -> dict[str
     return metadata
 
 
+def inbox_version(store: ObjectStore, source_key: str) -> str | None:
+    """The version of the PDF the inbox holds at ``source_key`` now; None when it is not there."""
+    current = [info for info in store.list(source_key) if info.key == source_key]
+    return version_of(current[0].etag) if current else None
+
+
 def resolve_documents(
     context: dg.AssetExecutionContext, pipeline: RagPipeline, status: StatusStore
 ) -> tuple[list[DocumentRef], list[str]]:
@@ -123,12 +131,11 @@ def resolve_documents(
         known = status.get(document_id)
         if known is None:
             raise dg.Failure(description=f"{document_id}: unknown document (no status row); add it through the inbox")
-        current = [info for info in store.list(known.source_key) if info.key == known.source_key]
-        if not current:
+        version = inbox_version(store, known.source_key)
+        if version is None:
             gone.append(document_id)
             continue
         assert document_id_for(known.source_key) == document_id
-        version = version_of(current[0].etag)
         status.register(document_id, version, known.source_key)
         found.append(DocumentRef(document_id=document_id, version=version, source_key=known.source_key))
     return found, gone
@@ -154,7 +161,7 @@ class LeaseHeartbeat:
                 if document.document_id not in self.finished:
                     self.status.renew(document.document_id, document.version, self.owner, self.lease_seconds)
 
-    def __enter__(self) -> "LeaseHeartbeat":
+    def __enter__(self) -> Self:
         if self.documents:
             self.thread.start()
         return self
@@ -237,10 +244,15 @@ def ingest(context: dg.AssetExecutionContext, pipeline: RagPipeline) -> Iterator
     # is there.
     working = _claim_documents(context, settings, status, candidates) if "extract" in stages else candidates
 
+    store = pipeline.object_store()
+
     def still_wanted(document: DocumentRef, stage: str) -> str | None:
         row = status.get(document.document_id, document.version)
         if row is not None and row.status == DELETED:
             return f"{document.name} was deleted"
+        if inbox_version(store, document.source_key) != document.version:
+            # Replaced: the newer version's own run indexes it; this one must not load over it.
+            return f"{document.name} was replaced or deleted (version {document.version} is gone)"
         return None
 
     totals = _Totals(status)
@@ -248,16 +260,27 @@ def ingest(context: dg.AssetExecutionContext, pipeline: RagPipeline) -> Iterator
     finished: set[str] = set()
     owner = context.run.tags.get(OWNER_TAG) or context.run.run_id
     claimed = working if "extract" in stages else []
+    def release_unfinished() -> None:
+        # Give the claims back at once, so a retry or a re-ingest need not wait for the lease.
+        for document in claimed:
+            if document.document_id not in finished:
+                status.release(document.document_id, document.version, owner, "run step ended early")
+
     try:
         with LeaseHeartbeat(status, owner, settings.lease_seconds, claimed, finished):
             yield from _stream(context, settings, status, working, stages, still_wanted, totals, failures, finished,
                                owner if claimed else None)
+    except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError) as interrupt:
+        release_unfinished()
+        # Dagster turns an interrupt of a step that has a retry policy into a retry (15 s later): Ctrl-C of
+        # `ray-rag ingest` or a cancel must end the step instead.
+        raise dg.Failure(
+            description="the run was interrupted; its unfinished documents were released",
+            metadata={INTERRUPTED: True},
+            allow_retries=False,
+        ) from interrupt
     except BaseException:
-        # The step itself broke (cluster unreachable, run interrupted): give the claims back at once so
-        # a retry or a re-ingest need not wait for the lease.
-        for document in claimed:
-            if document.document_id not in finished:
-                status.release(document.document_id, document.version, owner, "run step ended early")
+        release_unfinished()  # the step itself broke (the cluster unreachable, ...)
         raise
     if failures:
         reasons = "; ".join(result.error or result.document.name for result in failures)
@@ -310,6 +333,13 @@ def _stream(
             # its metadata already say it), and on a batch run they cost as much as the materializations.
         elif result.status == "gone":
             finished.add(document.document_id)
+            # What this run wrote for the version is garbage now (a removal run may already have been):
+            # a deleted document loses everything, a replaced one this version's outputs.
+            row = status.get(document.document_id, document.version)
+            if row is not None and row.status == DELETED:
+                remove_document(settings, document.document_id)
+            else:
+                remove_version(settings, document)
             context.log.warning(f"{document.name}: stopped at {result.stage}: {result.error}")
         else:
             finished.add(document.document_id)

@@ -30,3 +30,9 @@ def remove_other_versions(settings: Settings, document: DocumentRef) -> int:
             if not info.key.startswith(keep):
                 removed += store.delete_prefix(info.key)
     return removed + build_vector_index(settings).remove_other_versions(document.document_id, document.version)
+
+
+def remove_version(settings: Settings, document: DocumentRef) -> int:
+    """Delete the stage outputs of ``document``'s version (deleted or replaced while a run worked on it)."""
+    store = build_object_store(settings)
+    return sum(store.delete_prefix(prefix) for prefix in keys.version_prefixes(document))

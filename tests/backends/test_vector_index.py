@@ -68,22 +68,6 @@ def test_hybrid_search_finds_keyword_match(tmp_path: Path) -> None:
     assert hit.heading_path == "Protocol > Eligibility" and hit.page_start == 21
 
 
-DRUGS = {DOC_A: "glargine", DOC_B: "sitagliptin"}
-
-
-def _load_at_the_barrier(path: str, document_id: str, count: int, barrier, results) -> None:  # noqa: ANN001
-    """In its own process: open the index, wait for the other loader, then load one document."""
-    try:
-        index = LanceDBIndex(Path(path))
-        drug = DRUGS[document_id]
-        texts = [f"Chunk {number}: {drug} {number} mg once daily." for number in range(count)]
-        rows = records(document_id, "v1", texts, seed=count)
-        barrier.wait(timeout=120)
-        results.put((document_id, "ok", index.replace_document(document_id, rows)))
-    except BaseException as error:  # noqa: BLE001 - reported to the test, which fails on it
-        results.put((document_id, "error", f"{type(error).__name__}: {error}"))
-
-
 def test_a_query_naming_one_documents_study_code_searches_that_document(tmp_path: Path) -> None:
     index = LanceDBIndex(tmp_path / "db")
     other = ["Revised protocol sections: the numbering of inclusion and exclusion criteria. Exclusion criterion "
@@ -101,41 +85,3 @@ def test_a_query_naming_one_documents_study_code_searches_that_document(tmp_path
     # A capitalised word found in both documents (or in none) names no document: both are searched.
     assert {hit.document_id for hit in index.search("Protocol exclusion criterion", query_vector, k=10)} == {DOC_A, DOC_B}
     assert {hit.document_id for hit in index.search("XYZ exclusion criterion", query_vector, k=10)} == {DOC_A, DOC_B}
-
-
-@pytest.mark.parametrize("round_", range(3))
-def test_concurrent_loads_into_an_empty_index_keep_every_row(tmp_path: Path, round_: int) -> None:
-    """Two processes load two documents into an EMPTY index at the same moment: both keep all their rows,
-    and neither meets a commit conflict (the table is created under the write lock; writes queue on it)."""
-    import multiprocessing
-
-    spawn = multiprocessing.get_context("spawn")
-    path = tmp_path / "db"
-    sizes = {DOC_A: 40 + round_, DOC_B: 25 + round_}
-    for phase in ("empty index", "existing table"):
-        barrier, results = spawn.Barrier(2), spawn.Queue()
-        loaders = [
-            spawn.Process(target=_load_at_the_barrier, args=(str(path), document_id, count, barrier, results))
-            for document_id, count in sizes.items()
-        ]
-        for loader in loaders:
-            loader.start()
-        outcomes = {}
-        for _ in loaders:
-            document_id, outcome, value = results.get(timeout=300)
-            outcomes[document_id] = (outcome, value)
-        for loader in loaders:
-            loader.join(timeout=60)
-            assert loader.exitcode == 0
-        assert outcomes == {document_id: ("ok", count) for document_id, count in sizes.items()}, phase
-        index = LanceDBIndex(path)
-        assert index.count() == sum(sizes.values()), phase
-        for document_id, count in sizes.items():
-            assert index.count(document_id) == count, (phase, document_id)
-        # The second phase reloads both documents with one more chunk each, into the now existing table.
-        sizes = {document_id: count + 1 for document_id, count in sizes.items()}
-    # Both documents' rows are in the full-text index.
-    index = LanceDBIndex(path)
-    for document_id, drug in DRUGS.items():
-        hits = index.search(drug, records(document_id, "v1", ["x"])[0].vector, k=3)
-        assert {hit.document_id for hit in hits} == {document_id}, drug
