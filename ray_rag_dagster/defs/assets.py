@@ -260,6 +260,7 @@ def ingest(context: dg.AssetExecutionContext, pipeline: RagPipeline) -> Iterator
     finished: set[str] = set()
     owner = context.run.tags.get(OWNER_TAG) or context.run.run_id
     claimed = working if "extract" in stages else []
+
     def release_unfinished() -> None:
         # Give the claims back at once, so a retry or a re-ingest need not wait for the lease.
         for document in claimed:
