@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ray_rag_dagster.settings import Settings
 
+
 @dataclass
 class IngestOutcome:
     path: Path
@@ -78,16 +79,17 @@ def ingest_paths(
 
     from ray_rag_dagster.backends import build_object_store, build_status_store
     from ray_rag_dagster.backends.status_store import COMPLETED, FAILED
+    from ray_rag_dagster.dagster_home import prepare_dagster_home
     from ray_rag_dagster.defs import build_definitions
     from ray_rag_dagster.defs.assets import OWNER_TAG, TRIGGER_TAG
     from ray_rag_dagster.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, documents, partition_ranges
-    from ray_rag_dagster.dagster_home import prepare_dagster_home
-    from ray_rag_dagster.ids import document_id_for, version_of
+    from ray_rag_dagster.ids import check_current_ids, document_id_for, version_of
 
     prepare_dagster_home(settings)
     instance = dg.DagsterInstance.get()
     store = build_object_store(settings)
     status = build_status_store(settings)
+    check_current_ids([*instance.get_dynamic_partitions(documents.name), *(row.document_id for row in status.documents())])
     owner = cli_owner()
     outcomes: list[IngestOutcome] = []
     claimed: list[IngestOutcome] = []

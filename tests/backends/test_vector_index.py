@@ -8,7 +8,7 @@ import pytest
 from ray_rag_dagster.backends.vector_index import IndexRecord, LanceDBIndex, fuse
 from ray_rag_dagster.ids import chunk_id, content_hash
 
-DOC_A, DOC_B = "doc_aaaaaaaaaaaa", "doc_bbbbbbbbbbbb"
+DOC_A, DOC_B = "protocol-a-aaaaaaaa", "protocol-b-bbbbbbbb"
 
 
 def records(document_id: str, version: str, texts: list[str], seed: int = 0) -> list[IndexRecord]:
@@ -71,7 +71,7 @@ def test_hybrid_search_finds_keyword_match(tmp_path: Path) -> None:
 DRUGS = {DOC_A: "glargine", DOC_B: "sitagliptin"}
 
 
-def _load_at_the_barrier(path: str, document_id: str, count: int, barrier, results) -> None:  # noqa: ANN001
+def _load_at_the_barrier(path: str, document_id: str, count: int, barrier, results) -> None:
     """In its own process: open the index, wait for the other loader, then load one document."""
     try:
         index = LanceDBIndex(Path(path))
