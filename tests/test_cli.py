@@ -156,7 +156,9 @@ def _state_folder(home: Path) -> list[str]:
 
 
 def _files(home: Path) -> set[str]:
-    return {str(path.relative_to(home)) for path in home.rglob("*") if path.is_file()}
+    # Not SQLite's -wal/-shm files: they go whenever the last connection closes (garbage collection).
+    return {str(path.relative_to(home)) for path in home.rglob("*")
+            if path.is_file() and not path.name.endswith(("-wal", "-shm"))}
 
 
 def test_reset_keeps_the_inbox_and_models_and_asks_first(tmp_path: Path, private_cluster_dir: None) -> None:
