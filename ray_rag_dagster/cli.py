@@ -12,7 +12,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +26,7 @@ from ray_rag_dagster.aws.cli import aws_app
 from ray_rag_dagster.cli_search import search, serve, status
 from ray_rag_dagster.dagster_home import prepare_dagster_home
 from ray_rag_dagster.evaluation.cli import evaluate
+from ray_rag_dagster.ids import OldStateError, check_current_ids
 from ray_rag_dagster.ingest import IngestOutcome
 from ray_rag_dagster.passages import snippet  # noqa: F401 - re-exported (tests, scripts)
 from ray_rag_dagster.settings import Settings, load_settings
@@ -45,11 +47,21 @@ def _progress() -> tuple[Progress, Callable[[int, int, str], None]]:
     return progress, update
 
 
+@contextmanager
+def _old_state_exits() -> Iterator[None]:
+    """A state of older document ids ends the command with the message that names `ray-rag reset`."""
+    try:
+        yield
+    except OldStateError as error:
+        console.print(f"[red]{error}[/]", overflow="fold")
+        raise typer.Exit(1) from None
+
+
 def ingest_with_progress(settings: Settings, paths: list[Path], *, reprocess: bool = False) -> list[IngestOutcome]:
     from ray_rag_dagster.ingest import ingest_paths
 
     progress, update = _progress()
-    with progress:
+    with _old_state_exits(), progress:
         return ingest_paths(settings, paths, reprocess=reprocess, progress=update)
 
 
@@ -131,9 +143,12 @@ def demo() -> None:
 @app.command()
 def dev(port: Annotated[int, typer.Option(help="Dagster UI port.")] = 3000) -> None:
     """Start the Dagster UI and daemon (sensor included) on this project's state folder."""
+    from ray_rag_dagster.backends import build_status_store
     from ray_rag_dagster.compute.cluster import LocalCluster
 
     settings = load_settings()
+    with _old_state_exits():  # the sensor would refuse every tick; say so before starting anything
+        check_current_ids(row.document_id for row in build_status_store(settings).documents())
     prepare_dagster_home(settings)
     if not settings.ray_address:
         # One Ray for the whole session: every run joins it and finds the warm workers there.
@@ -163,15 +178,41 @@ def dev(port: Annotated[int, typer.Option(help="Dagster UI port.")] = 3000) -> N
             process.wait(timeout=30)
 
 
+def _remove_all_but(folder: Path, keep: list[Path]) -> None:
+    """Delete everything under ``folder`` except the paths in ``keep`` (and the folders that lead to them)."""
+    for child in folder.iterdir() if folder.is_dir() else ():
+        if child in keep:
+            continue
+        if any(child in kept.parents for kept in keep):
+            _remove_all_but(child, keep)
+        elif child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
 @app.command()
-def reset(yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False) -> None:
-    """Delete all local state (objects, status, index, Dagster instance)."""
+def reset(
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
+    everything: Annotated[bool, typer.Option("--all", help="Delete the inbox PDFs and cached models too.")] = False,
+) -> None:
+    """Delete the derived state (outputs, status, index, Dagster instance) and stop the local Ray cluster.
+
+    The inbox PDFs and the exported models stay, so the next `ingest` or `dev` rebuilds the rest from them.
+    """
     from ray_rag_dagster.compute.cluster import LocalCluster
 
     settings = load_settings()
-    if yes or typer.confirm(f"Delete {settings.home} and stop the local Ray cluster?"):
-        LocalCluster().stop()
+    what = str(settings.home) if everything else f"everything in {settings.home} but the inbox PDFs and models"
+    if not (yes or typer.confirm(f"Delete {what} and stop the local Ray cluster?")):
+        raise typer.Exit(1)
+    LocalCluster().stop()
+    if everything:
         shutil.rmtree(settings.home, ignore_errors=True)
+        return
+    _remove_all_but(settings.home, [settings.inbox_dir, settings.models_dir])
+    console.print(f"Kept the inbox, {settings.inbox_dir}: `ray-rag dev` (its sensor) or "
+                  f"`ray-rag ingest {settings.inbox_dir}/*.pdf` rebuilds the rest.")
 
 
 def main() -> None:

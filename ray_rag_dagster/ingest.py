@@ -83,12 +83,13 @@ def ingest_paths(
     from ray_rag_dagster.defs import build_definitions
     from ray_rag_dagster.defs.assets import INTERRUPTED, OWNER_TAG, TRIGGER_TAG
     from ray_rag_dagster.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, documents, partition_ranges
-    from ray_rag_dagster.ids import document_id_for, version_of
+    from ray_rag_dagster.ids import check_current_ids, document_id_for, version_of
 
     prepare_dagster_home(settings)
     instance = dg.DagsterInstance.get()
     store = build_object_store(settings)
     status = build_status_store(settings)
+    check_current_ids([*instance.get_dynamic_partitions(documents.name), *(row.document_id for row in status.documents())])
     owner = cli_owner()
     outcomes: list[IngestOutcome] = []
     claimed: list[IngestOutcome] = []

@@ -132,6 +132,11 @@ class Settings(BaseSettings):
     def dagster_home(self) -> Path:
         return self.home / "dagster"
 
+    @property
+    def models_dir(self) -> Path:
+        """Models the embedders export or distil once (a cache, not pipeline state)."""
+        return self.home / "models"
+
 
 # (settings field holding the key, field holding the ARN of the Secrets Manager secret that holds it)
 _SECRET_FIELDS = (("openai_api_key", "openai_api_key_secret_arn"), ("pinecone_api_key", "pinecone_api_key_secret_arn"))

@@ -17,6 +17,7 @@ from rich.console import Console
 from ray_rag_dagster.backends.sqlite_status_store import SqliteStatusStore
 from ray_rag_dagster.cli import snippet
 from ray_rag_dagster.cli_search import ago, lease_text, print_status
+from ray_rag_dagster.ids import document_id_for
 from ray_rag_dagster.passages import matched_passage
 
 LONG_NAME = "EliLilly_NCT03421379_Diabetes.pdf"
@@ -52,7 +53,7 @@ def test_times_read_as_a_person_says_them() -> None:
 def status_home(tmp_path: Path) -> Path:
     """A status store with a completed, a failed and an in-progress document (with a lease)."""
     store = SqliteStatusStore(tmp_path / "status.sqlite")
-    done, failed, running = (f"doc_{index:012x}" for index in range(3))
+    done, failed, running = (document_id_for(f"input/{name}") for name in (FILES[0], FILES[2], FILES[1]))
     store.register(done, "v1", f"input/{FILES[0]}")
     store.claim(done, "v1", "cli-1", 3600, reprocess=False)
     store.record_stage(done, "v1", "extract", pages=212, seconds=95.5)
@@ -90,10 +91,10 @@ def test_status_is_legible_in_80_columns(status_home: Path) -> None:
 
     wide = io.StringIO()
     print_status(Console(width=160, file=wide, color_system=None), store.documents(), store.metrics(), time.time())
-    assert "doc_000000000000" in wide.getvalue() and "1034" in wide.getvalue() and "95.5" in wide.getvalue()
+    assert document_id_for(f"input/{FILES[0]}") in wide.getvalue() and "1034" in wide.getvalue() and "95.5" in wide.getvalue()
 
 
-def _ray_rag(*args: str, home: Path, columns: int = 80) -> subprocess.CompletedProcess[str]:
+def _ray_rag(*args: str, home: Path, columns: int = 80, answer: str | None = None) -> subprocess.CompletedProcess[str]:
     code = (
         "import sys\n"
         "from ray_rag_dagster.launcher import main\n"
@@ -103,7 +104,8 @@ def _ray_rag(*args: str, home: Path, columns: int = 80) -> subprocess.CompletedP
         f"    print('IMPORTED', sorted({{m.split('.')[0] for m in sys.modules}} & set({list(HEAVY)!r})), file=sys.stderr)\n"
     )
     env = {**os.environ, "RAY_RAG_HOME": str(home), "COLUMNS": str(columns), "TERM": "dumb"}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=False)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
+                          check=False, input=answer)
 
 
 def test_status_command_at_80_columns_and_as_json(status_home: Path) -> None:
@@ -133,3 +135,63 @@ def test_help_and_search_import_no_pipeline_code(tmp_path: Path) -> None:
     result = _ray_rag("search", "anything", "--json", home=tmp_path)  # nothing indexed: no model loads
     assert result.returncode == 0 and json.loads(result.stdout) == [], result.stderr
     assert "IMPORTED []" in result.stderr, result.stderr
+
+
+@pytest.fixture()
+def private_cluster_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`reset` stops the local Ray cluster: point it at a registry of none, never the test session's."""
+    monkeypatch.setenv("RAY_RAG_CLUSTER_DIR", str(tmp_path / "no-cluster"))
+
+
+def _state_folder(home: Path) -> list[str]:
+    """A state folder as a run leaves it: inbox PDFs (one in a subfolder), models, outputs, index, status."""
+    files = ["objects/input/protocol.pdf", "objects/input/site-b/protocol.pdf", "models/all-MiniLM-L6-v2/model.onnx",
+             "objects/extracted/protocol-0a1b2c3d/v1/pages.json", "lancedb/chunks.lance/data.lance",
+             "dagster/dagster.yaml", "serve.json"]
+    for name in files:
+        (home / name).parent.mkdir(parents=True, exist_ok=True)
+        (home / name).write_bytes(b"%PDF-1.4" if name.endswith(".pdf") else b"{}")
+    SqliteStatusStore(home / "status.sqlite").register("protocol-0a1b2c3d", "v1", "input/protocol.pdf")
+    return files
+
+
+def _files(home: Path) -> set[str]:
+    # Not SQLite's -wal/-shm files: they go whenever the last connection closes (garbage collection).
+    return {str(path.relative_to(home)) for path in home.rglob("*")
+            if path.is_file() and not path.name.endswith(("-wal", "-shm"))}
+
+
+def test_reset_keeps_the_inbox_and_models_and_asks_first(tmp_path: Path, private_cluster_dir: None) -> None:
+    home = tmp_path / "home"
+    files = _state_folder(home)
+    before = _files(home)
+    assert "status.sqlite" in before
+    declined = _ray_rag("reset", home=home, answer="n\n")
+    assert declined.returncode == 1 and "Delete everything in" in declined.stdout, declined.stdout
+    assert _files(home) == before
+
+    result = _ray_rag("reset", "--yes", home=home)
+    assert result.returncode == 0, result.stderr
+    assert _files(home) == set(files[:3])
+
+    result = _ray_rag("reset", "--yes", "--all", home=home)
+    assert result.returncode == 0 and not home.exists(), result.stderr
+
+
+def test_state_with_old_document_ids_is_refused_until_reset(tmp_path: Path, private_cluster_dir: None) -> None:
+    """A state folder from before readable ids (``doc_<12 hex>``): ingest and dev refuse, naming the command
+    that rebuilds it, and change nothing; `ray-rag reset` removes the old ids."""
+    home = tmp_path / "home"
+    SqliteStatusStore(home / "status.sqlite").register("doc_0123456789ab", "v1", "input/protocol.pdf")
+    pdf = tmp_path / "protocol.pdf"
+    pdf.write_bytes(b"%PDF-1.4 not a real one")
+    for args in (("ingest", str(pdf)), ("dev",)):
+        refused = _ray_rag(*args, home=home)
+        message = " ".join(refused.stdout.split())
+        assert refused.returncode == 1 and "'doc_0123456789ab'" in message and "Run `ray-rag reset`" in message, (
+            args, refused.stdout, refused.stderr[-2000:])
+    assert not (home / "objects" / "input").exists()  # nothing was copied into the inbox
+
+    assert SqliteStatusStore(home / "status.sqlite").get("doc_0123456789ab").status == "PENDING"
+    assert _ray_rag("reset", "--yes", home=home).returncode == 0
+    assert not (home / "status.sqlite").exists()

@@ -50,11 +50,11 @@ def build_embedder(settings: Settings) -> Embedder:
     if settings.embedder == "static":
         from ray_rag_dagster.backends.static_embedder import StaticEmbedder
 
-        return StaticEmbedder(settings.home / "models", settings.embed_model)
+        return StaticEmbedder(settings.models_dir, settings.embed_model)
     if settings.embedder == "onnx":
         from ray_rag_dagster.backends.onnx_embedder import OnnxEmbedder
 
-        return OnnxEmbedder(settings.home / "models", settings.embed_model, settings.embed_batch_size)
+        return OnnxEmbedder(settings.models_dir, settings.embed_model, settings.embed_batch_size)
     from ray_rag_dagster.backends.embedder import LocalEmbedder
 
     return LocalEmbedder(settings.embed_model, settings.embed_batch_size)

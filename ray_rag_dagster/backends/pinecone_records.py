@@ -6,7 +6,7 @@ strings, and returns numbers as floats; empty lists are left out, search gives t
 ==================== ============== ==========================================================================
 key                  type           value
 ==================== ============== ==========================================================================
-document_id          string         ``doc_<12 hex>``
+document_id          string         ``<file-name slug>-<8 hex>``, e.g. ``protocol-v3-lilly-3f9a2c1b``
 processing_version   string         the source PDF's version (content hash)
 document_version     string         ``<document_id>@<processing_version>``: what search filters on, so only a
                                     document's completed version is served

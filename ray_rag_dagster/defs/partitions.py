@@ -1,4 +1,5 @@
-"""One partition per document: the key is the document id (``doc_<12 hex>`` of its source key).
+"""One partition per document: the key is the document id, ``<file-name slug>-<8 hex>`` of its source key
+(``protocol-v3-lilly-3f9a2c1b``), readable in the UI (ray_rag_dagster/ids.py).
 
 Dagster recommends at most 100,000 partitions per asset; the README's scaling notes say what to do past it.
 """

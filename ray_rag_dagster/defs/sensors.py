@@ -7,7 +7,8 @@ dropped at once are two runs, not fifty. The cursor remembers the version (ETag)
 the run key holds the versions, so an identical re-upload requests nothing and a changed file is requested
 once. A version whose run died (its lease expired: live runs renew theirs) is requested again. A version that another orchestrator (the CLI) already processed or is processing is not requested
 again. A PDF that disappears from the inbox has its outputs and vectors removed, its status set to DELETED
-and its partition deleted.
+and its partition deleted. A state that holds document ids of an older shape fails the tick, naming
+``ray-rag reset``.
 """
 
 
@@ -21,7 +22,7 @@ from ray_rag_dagster.backends.status_store import IN_PROGRESS, PENDING
 from ray_rag_dagster.defs.assets import TRIGGER_TAG, ingest_assets
 from ray_rag_dagster.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, documents, partition_ranges
 from ray_rag_dagster.defs.resources import RagPipeline
-from ray_rag_dagster.ids import document_id_for, version_of
+from ray_rag_dagster.ids import check_current_ids, document_id_for, version_of
 from ray_rag_dagster.stages.remove import remove_document
 
 INBOX_PREFIX = "input/"
@@ -71,6 +72,8 @@ def inbox_sensor(context: dg.SensorEvaluationContext, pipeline: RagPipeline) -> 
     status = pipeline.status_store()
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     known_partitions = set(context.instance.get_dynamic_partitions(documents.name))
+    rows = status.documents()
+    check_current_ids([*known_partitions, *(row.document_id for row in rows)])  # old ids: refuse, name the reset
     new_partitions: list[str] = []
     wanted: dict[str, str] = {}  # document id -> version to process
     current: dict[str, str] = {}
@@ -92,7 +95,7 @@ def inbox_sensor(context: dg.SensorEvaluationContext, pipeline: RagPipeline) -> 
         wanted[document_id] = version
     # Reap: a version whose run died holds an expired lease; request it again under a new run key.
     now = time.time()
-    for row in status.documents():
+    for row in rows:
         if (row.status == IN_PROGRESS and row.lease_expires_at is not None and row.lease_expires_at < now
                 and current.get(row.source_key) == row.processing_version and row.document_id not in wanted):
             wanted[row.document_id] = f"{row.processing_version}@{row.lease_expires_at:.0f}"

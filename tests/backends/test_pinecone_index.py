@@ -28,7 +28,7 @@ from tests.standins.pinecone_server import (
 )
 
 API_KEY = "pcsk_test_4f9a1c2e7b"
-DOC_A, DOC_B = "doc_aaaaaaaaaaaa", "doc_bbbbbbbbbbbb"
+DOC_A, DOC_B = "protocol-a-aaaaaaaa", "protocol-b-bbbbbbbb"
 NAMESPACE = "protocols"
 FAST_RETRIES = RetryPolicy(max_attempts=6, backoff_base_s=0.01, backoff_max_s=0.05, ready_timeout_s=10,
                            ready_poll_max_s=0.05)

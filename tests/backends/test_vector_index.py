@@ -8,7 +8,7 @@ import pytest
 from ray_rag_dagster.backends.vector_index import IndexRecord, LanceDBIndex, fuse
 from ray_rag_dagster.ids import chunk_id, content_hash
 
-DOC_A, DOC_B = "doc_aaaaaaaaaaaa", "doc_bbbbbbbbbbbb"
+DOC_A, DOC_B = "protocol-a-aaaaaaaa", "protocol-b-bbbbbbbb"
 
 
 def records(document_id: str, version: str, texts: list[str], seed: int = 0) -> list[IndexRecord]:

@@ -13,7 +13,7 @@ from ray_rag_dagster.backends.status_store import COMPLETED, DELETED
 from ray_rag_dagster.defs.partitions import documents
 from ray_rag_dagster.defs.resources import RagPipeline
 from ray_rag_dagster.defs.sensors import inbox_sensor, remove_documents_job
-from ray_rag_dagster.ids import document_id_for
+from ray_rag_dagster.ids import OldStateError, document_id_for
 from ray_rag_dagster.settings import Settings
 from tests.backends.test_vector_index import records
 from tests.standins.aws import moto_server
@@ -176,6 +176,39 @@ def test_a_burst_of_new_pdfs_is_requested_in_batches_once(tmp_path: Path, monkey
     assert requested_partitions(instance, request) == [document_id_for(f"input/{names[10]}")]
     assert request.run_key not in {earlier.run_key for earlier in first.run_requests}
 
+
+
+def test_partition_keys_read_as_the_file_names(tmp_path: Path) -> None:
+    """Odd file names and one name in two folders: readable partition keys, one per PDF, all requested."""
+    settings = Settings(home=tmp_path)
+    names = ["Protocol V3 (Lilly).pdf", "Étude clinique n°2.pdf", "📄.pdf", "site-a/protocol.pdf", "site-b/protocol.pdf"]
+    for name in names:
+        (settings.inbox_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (settings.inbox_dir / name).write_bytes(f"%PDF-1.4 {name}".encode())
+    instance = dg.DagsterInstance.ephemeral()
+    first = tick(instance, tmp_path, None)
+    partitions = instance.get_dynamic_partitions(documents.name)
+    assert sorted(key.rsplit("-", 1)[0] for key in partitions) == [
+        "document", "etude-clinique-n2", "protocol", "protocol", "protocol-v3-lilly"]
+    assert sorted(partitions) == sorted(document_id_for(f"input/{name}") for name in names)
+    assert sorted(key for request in first.run_requests for key in requested_partitions(instance, request)) == sorted(
+        partitions)
+
+
+def test_state_with_old_ids_fails_the_tick_naming_reset(tmp_path: Path) -> None:
+    """Partitions or status rows of the older ``doc_<12 hex>`` shape: the sensor adds nothing beside them."""
+    settings = Settings(home=tmp_path)
+    settings.inbox_dir.mkdir(parents=True)
+    (settings.inbox_dir / "protocol.pdf").write_bytes(b"%PDF-1.4 protocol")
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(documents.name, ["doc_0123456789ab"])
+    with pytest.raises(OldStateError, match="Run `ray-rag reset`"):
+        tick(instance, tmp_path, None)
+    assert instance.get_dynamic_partitions(documents.name) == ["doc_0123456789ab"]
+
+    SqliteStatusStore(settings.status_db).register("doc_ba9876543210", "v1", "input/protocol.pdf")
+    with pytest.raises(OldStateError, match="'doc_ba9876543210'"):
+        tick(dg.DagsterInstance.ephemeral(), tmp_path, None)
 
 
 def test_partition_ranges_are_consecutive_and_bounded() -> None:

@@ -217,11 +217,11 @@ def test_deploy_upload_status_teardown(endpoint: str, secret_arns: list[str], ht
     assert invoke("upload", "missing.pdf", "--stack-name", STACK).exit_code == 1
 
     client(endpoint, "dynamodb").put_item(TableName=outputs["ControlTableName"], Item={
-        "document_id": {"S": "doc_abc"}, "processing_version": {"S": "v1"}, "status": {"S": "COMPLETED"},
+        "document_id": {"S": "protocol-0a1b2c3d"}, "processing_version": {"S": "v1"}, "status": {"S": "COMPLETED"},
         "current_stage": {"S": "vector_index_entries"}, "updated_at": {"S": "2026-01-01T00:00:00+00:00"}})
     status = invoke("status", "--stack-name", STACK)
     assert status.exit_code == 0, status.output
-    assert "UPDATE_COMPLETE" in status.output and "doc_abc" in status.output and "vector_index_entries" in status.output
+    assert "UPDATE_COMPLETE" in status.output and "protocol-0a1b2c3d" in status.output and "vector_index_entries" in status.output
 
     removed = invoke("teardown", "--stack-name", STACK, "--yes", "--poll-seconds", "0.05")
     assert removed.exit_code == 0, removed.output

@@ -59,7 +59,7 @@ def test_pdf_is_served_from_the_object_store(client: TestClient, search_state: S
     assert response.headers["content-type"] == "application/pdf"
     assert response.headers["content-disposition"] == 'inline; filename="synthetic_protocol_ABC-123.pdf"'
     assert response.content.startswith(b"%PDF-")
-    assert client.get("/pdf/doc_000000000000").status_code == 404
+    assert client.get("/pdf/never-ingested-0a1b2c3d").status_code == 404
     assert client.get("/pdf/..%2Fstatus.sqlite").status_code == 404
     assert client.get("/pdf/not-an-id").status_code == 404
 

@@ -16,7 +16,7 @@ from ray_rag_dagster.stages import keys
 from ray_rag_dagster.stages.enrich import redact_chunk_fields, run_enrich
 from ray_rag_dagster.stages.manifest import DocumentRef
 
-DOCUMENT = DocumentRef(document_id="doc_0a1b2c3d4e5f", version="5550142617abcdef", source_key="input/contacts.pdf")
+DOCUMENT = DocumentRef(document_id="contacts-0a1b2c3d", version="5550142617abcdef", source_key="input/contacts.pdf")
 HEADING = "7. Safety Desk safety.desk@example-trials.org (617) 555-0163"
 SECRETS = ("safety.desk", "555-0163", "555 0142", "john.smith", "219-09", "6789")
 

@@ -246,11 +246,11 @@ def test_sharded_extraction_merges_to_the_same_pages(tmp_path: Path) -> None:
     store = LocalObjectStore(settings.objects_dir)
     store.put_bytes("input/multi_page.pdf", (DATA / "pdfs" / "docling" / "multi_page.pdf").read_bytes())
     version = version_of(store.list("input/multi_page.pdf")[0].etag)
-    document = DocumentRef(document_id="doc_000000000001", version=version, source_key="input/multi_page.pdf")
+    document = DocumentRef(document_id="multi-page-00000001", version=version, source_key="input/multi_page.pdf")
     ranges = plan_extract(settings, document)
     assert ranges == [(1, 2), (3, 3), (4, 5)]
     sharded = merge_extract(settings, document, [run_extract(settings, document, r) for r in ranges])
-    assert sharded.key == keys.extracted_pages(document) == f"extracted/doc_000000000001/{version}/pages.json"
+    assert sharded.key == keys.extracted_pages(document) == f"extracted/multi-page-00000001/{version}/pages.json"
     sharded_pages = store.get_json(sharded.key)["pages"]
     whole = merge_extract(settings, document, [run_extract(settings, document)])
     assert store.get_json(whole.key)["pages"] == sharded_pages
@@ -271,7 +271,7 @@ def test_a_replaced_or_deleted_pdf_is_gone_not_failed(tmp_path: Path) -> None:
     store = LocalObjectStore(settings.objects_dir)
     key = "input/multi_page.pdf"
     store.put_bytes(key, (DATA / "pdfs" / "docling" / "multi_page.pdf").read_bytes())
-    document = DocumentRef(document_id="doc_000000000002", version=version_of(store.list(key)[0].etag), source_key=key)
+    document = DocumentRef(document_id="multi-page-00000002", version=version_of(store.list(key)[0].etag), source_key=key)
     store.put_bytes(key, _reportlab_pdf())  # a new version replaces it
     with pytest.raises(DocumentGone, match="replaced while being processed"):
         plan_extract(settings, document)
