@@ -259,6 +259,13 @@ def audit_trails(home: Path, stuck: list[dict[str, Any]]) -> dict[str, list[str]
     return trails
 
 
+def _runs_in_flight(home: Path, last: int) -> int:
+    try:
+        return runs_in_flight(home / "dagster")
+    except Exception:  # noqa: BLE001 - the instance's SQLite busy under a write: keep the last count
+        return last
+
+
 def soak(home: Path, folder: Path, plan: Plan, markers: dict[str, str], update: Any) -> dict[str, Any]:
     side = new_side()
     started = time.time()
@@ -275,7 +282,7 @@ def soak(home: Path, folder: Path, plan: Plan, markers: dict[str, str], update: 
         pending_events = plan.schedule()
         first_drop = time.time()
         mem_total = meminfo()["MemTotal"] / 1024
-        mem_min, runs_max, samples, verdict, done_at = mem_total, 0, 0, None, None
+        mem_min, runs, runs_max, samples, verdict, done_at = mem_total, 0, 0, 0, None, None
         while True:
             now = time.time() - first_drop
             while pending_events and pending_events[0][0] <= now:
@@ -291,7 +298,7 @@ def soak(home: Path, folder: Path, plan: Plan, markers: dict[str, str], update: 
                 result.setdefault("events", []).append({"at_s": round(time.time() - first_drop, 1), "event": kind,
                                                         "wave": number + 1})
             point = memory.sample(now)
-            runs = runs_in_flight(home / "dagster")
+            runs = _runs_in_flight(home, runs)
             available = meminfo()["MemAvailable"] / 1024
             rows = status_query(home, "SELECT rowid, * FROM control")
             verdict = assess(plan, rows, new_versions)
@@ -316,7 +323,7 @@ def soak(home: Path, folder: Path, plan: Plan, markers: dict[str, str], update: 
                 raise RuntimeError(f"ray-rag dev exited ({dev.returncode}); see {folder / 'soak-dev.log'}")
             time.sleep(max(0.0, SAMPLE_SECONDS - (time.time() - first_drop - now)))
         # Runs end a little after their documents (asset checks, the remove job): let them finish.
-        while runs_in_flight(home / "dagster") and time.time() - (done_at or time.time()) < RUNS_DRAIN_SECONDS:
+        while _runs_in_flight(home, 1) and time.time() - (done_at or time.time()) < RUNS_DRAIN_SECONDS:
             memory.sample(time.time() - first_drop)
             time.sleep(SAMPLE_SECONDS)
         result.update({
@@ -343,18 +350,13 @@ def soak(home: Path, folder: Path, plan: Plan, markers: dict[str, str], update: 
 
 
 def documents_for(count: int, folder: Path) -> tuple[list[Path], int]:
-    """``count`` distinct PDFs: the shortest real ones of the manifest (``REAL_SHARE``), then generated ones;
+    """``count`` distinct PDFs: the shortest real ones of the soak set (``REAL_SHARE``), then generated ones;
     and how many are real."""
     files, _ = datasets.load_manifest()
-    real_count = min(len(files), round(count * REAL_SHARE))
-    real_names = sorted(files, key=lambda name: (files[name].pages, name))[:real_count]
-    cached = {path.name: path for set_name in ("bulk", "storm") for path in datasets.fetch(set_name)}
-    missing = [name for name in real_names if name not in cached]
-    if missing:
-        raise RuntimeError(f"{missing} are in no data set of bench/datasets.json")
-    real = sorted((cached[name] for name in real_names), key=lambda path: path.name)
-    generated = write_small_pdfs(folder / "generated", count - real_count, prefix="soak")
-    return mix(real, generated), real_count
+    real = datasets.fetch("soak")
+    real = sorted(real, key=lambda path: (files[path.name].pages, path.name))[:round(count * REAL_SHARE)]
+    generated = write_small_pdfs(folder / "generated", count - len(real), prefix="soak")
+    return mix(sorted(real), generated), len(real)
 
 
 def run(quick: bool, documents: int | None = None, out: Path = RESULTS_DIR) -> dict[str, Any]:
