@@ -5,7 +5,9 @@
 Issue 8 (many documents at once), old code (commit cd27f23) vs the working tree, both in one invocation:
 ``--only bulk`` (``ray-rag ingest`` of 22 real PDFs / 743 pages, old and new), ``--only storm`` (50 real PDFs
 dropped on ``ray-rag dev``, new code, vs ``ray-rag ingest`` of the same), ``--only overhead`` (pipeline vs
-``compute.flow.run_stages`` on 100 small PDFs), ``--only backfill`` (one asset backfill of 1,000 tiny PDFs).
+``compute.flow.run_stages`` on 100 small PDFs), ``--only backfill`` (one asset backfill of 1,000 tiny PDFs),
+``--only soak [--documents N]`` (200 documents dropped in waves on ``ray-rag dev``, some replaced and deleted
+mid-run: stuck documents and worker memory; the timeline in soak.json).
 The real PDFs are fetched into ``~/.cache/ray-rag-bench`` (``python -m bench.datasets``; needs ``apt-get``).
 Environment: ``RAY_RAG_BENCH_NEW_CODE`` (folder holding the new ``ray_rag_dagster``; default this repo),
 ``RAY_RAG_BENCH_CACHE``, ``RAY_RAG_PARTITIONS_PER_RUN`` (passed through to the new code).
@@ -29,7 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from bench import (
     backfill, bulk, common, e2e, embedding, engines, extraction, memory, orchestration, overhead, reuse, scaling, search,
-    storm,
+    soak, storm,
 )
 from bench.common import RESULTS_DIR, load_average
 from bench.report import write_report
@@ -49,6 +51,7 @@ BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "overhead": overhead.run,
     "backfill": backfill.run,
     "engines": engines.run,  # Ray core tasks (the flow) vs Ray Data streaming, same documents
+    "soak": soak.run,  # 200 documents in waves, replaced and deleted files: stuck count, worker RSS
 }
 
 
@@ -58,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), metavar="NAME",
                         help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder for results.json, REPORT.md, plots")
+    parser.add_argument("--documents", type=int, help=f"soak: documents to drop (default {soak.DOCUMENTS}, "
+                        f"{soak.QUICK_DOCUMENTS} with --quick)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     console = Console()
@@ -78,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             before = load_average()
             started = time.perf_counter()
             try:
-                outcome: dict[str, Any] = BENCHMARKS[name](args.quick)
+                options = {"documents": args.documents, "out": args.out} if name == "soak" else {}
+                outcome: dict[str, Any] = BENCHMARKS[name](args.quick, **options)
             except Exception as exc:  # one broken benchmark should not lose the others' numbers
                 failed = True
                 outcome = {"error": f"{type(exc).__name__}: {exc}"}

@@ -6,7 +6,7 @@ themselves are never committed: ``fetch(set_name)`` copies them into ``~/.cache/
 with ``RAY_RAG_BENCH_CACHE``), downloading a package with ``apt-get download`` only when its ``.deb`` is not
 cached yet, and checks every hash.
 
-``python -m bench.datasets [bulk|storm ...]`` fetches and prints the sets; ``--write-manifest`` rebuilds the
+``python -m bench.datasets [bulk|storm|soak ...]`` fetches and prints the sets; ``--write-manifest`` rebuilds the
 manifest from the selection below (run it only to change the selection).
 """
 
@@ -110,7 +110,7 @@ def _materialize(entry: DatasetFile, target: Path) -> None:
 
 
 def fetch(set_name: str, manifest: Path = MANIFEST) -> list[Path]:
-    """The PDFs of one set (``bulk``, ``storm``), cached and verified; idempotent."""
+    """The PDFs of one set (``bulk``, ``storm``, ``soak``), cached and verified; idempotent."""
     files, sets = load_manifest(manifest)
     if set_name not in sets:
         raise KeyError(f"no data set {set_name!r} in {manifest} (have {sorted(sets)})")
@@ -222,7 +222,8 @@ def write_manifest(path: Path = MANIFEST) -> dict[str, object]:
     assert len(set(names)) == len(names), "file names must be unique"
     storm = [n for n in _BULK if n not in _STORM_EXCLUDE]
     storm += [n for n in names if n not in _BULK][: 50 - len(storm)]
-    manifest = {"description": __doc__.split("\n\n")[0], "files": entries, "sets": {"bulk": _BULK, "storm": storm}}
+    sets = {"bulk": _BULK, "storm": storm, "soak": names}  # soak: every file, topped up with generated PDFs
+    manifest = {"description": __doc__.split("\n\n")[0], "files": entries, "sets": sets}
     path.write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
 

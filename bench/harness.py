@@ -158,6 +158,30 @@ def gcs_servers() -> list[int]:
     return [pid for pid in _pids() if _read(f"/proc/{pid}/comm").strip() == b"gcs_server"]
 
 
+def memory_kb(pid: int) -> tuple[int, int] | None:
+    """(VmRSS, VmHWM) of a process in kB: its resident memory now and the peak the kernel recorded for it."""
+    values = {}
+    for line in _read(f"/proc/{pid}/status").splitlines():
+        key, _, rest = line.partition(b":")
+        if key in (b"VmRSS", b"VmHWM"):
+            values[key] = int(rest.split()[0])
+    return (values[b"VmRSS"], values[b"VmHWM"]) if len(values) == 2 else None
+
+
+def ray_processes(home: Path) -> dict[str, list[int]]:
+    """The Ray processes of the cluster started for ``home``: stage workers (Ray sets their process title to
+    ``ray::StageWorker[.method]``), raylets and GCS servers."""
+    found: dict[str, list[int]] = {"stage_worker": [], "raylet": [], "gcs_server": []}
+    for pid in _pids():
+        comm = _read(f"/proc/{pid}/comm").strip()
+        role = comm.decode() if comm in (b"raylet", b"gcs_server") else None
+        if role is None and _read(f"/proc/{pid}/cmdline").startswith(b"ray::StageWorker"):
+            role = "stage_worker"
+        if role is not None and belongs_to(pid, home):
+            found[role].append(pid)
+    return found
+
+
 def belongs_to(pid: int, home: Path) -> bool:
     """Whether the process was started for the state folder ``home`` (its environment or command line)."""
     marker = str(home).encode()
@@ -274,16 +298,17 @@ def wait_http(url: str, timeout: float, process: subprocess.Popen | None = None)
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
-def start_dev(side: Side, home: Path, folder: Path, name: str,
-              attempts: int = 3) -> tuple[subprocess.Popen, int, float]:
+def start_dev(side: Side, home: Path, folder: Path, name: str, attempts: int = 3,
+              **env: str) -> tuple[subprocess.Popen, int, float]:
     """``ray-rag dev --port <free>`` until its webserver answers (another free port if one was taken meanwhile).
-    Returns the process, the port and the seconds until the webserver answered."""
+    ``env`` is added to the side's environment. Returns the process, the port and the seconds until the
+    webserver answered."""
     side.prepare_home(home)
     for attempt in range(1, attempts + 1):
         port = free_port()
         started = time.time()
         log = folder / f"{name}-dev.log"
-        process = start_service(side.cli("dev", "--port", str(port)), side.env(home), folder, log)
+        process = start_service(side.cli("dev", "--port", str(port)), side.env(home, **env), folder, log)
         try:
             wait_http(f"http://127.0.0.1:{port}/server_info", 300, process)
             _check_dagster(port)
@@ -328,20 +353,24 @@ def _status_db(home: Path) -> sqlite3.Connection | None:
     return db
 
 
-def latest_rows(home: Path) -> list[dict[str, Any]]:
-    """The control table's latest row per document (as ``ray-rag status`` shows it)."""
+def status_query(home: Path, sql: str, parameters: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    """Rows of a read-only query on the state folder's status store (none while it has no schema yet)."""
     db = _status_db(home)
     if db is None:
         return []
     try:
-        rows = db.execute(
-            "SELECT * FROM control c WHERE rowid = (SELECT rowid FROM control WHERE document_id = c.document_id"
-            " ORDER BY updated_at DESC, rowid DESC LIMIT 1)").fetchall()
-        return [dict(row) for row in rows]
+        return [dict(row) for row in db.execute(sql, parameters).fetchall()]
     except sqlite3.OperationalError:  # created but no schema yet
         return []
     finally:
         db.close()
+
+
+def latest_rows(home: Path) -> list[dict[str, Any]]:
+    """The control table's latest row per document (as ``ray-rag status`` shows it)."""
+    return status_query(
+        home, "SELECT * FROM control c WHERE rowid = (SELECT rowid FROM control WHERE document_id = c.document_id"
+        " ORDER BY updated_at DESC, rowid DESC LIMIT 1)")
 
 
 def status_counts(home: Path) -> dict[str, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         if "error" in result:
             parts.append(f"\n**failed**: `{result['error']}`\n")
             continue
-        if "skipped" in result and name in ("bulk", "storm", "overhead", "backfill"):
+        if "skipped" in result and name in ("bulk", "storm", "overhead", "backfill", "soak"):
             parts.append(f"skipped: {result['skipped']}\n")
             continue
         parts.append(_SECTIONS.get(name, _generic)(result, out))
@@ -275,6 +276,63 @@ def _backfill(result: dict[str, Any], out: Path) -> str:
     return text
 
 
+def _soak(result: dict[str, Any], out: Path) -> str:
+    memory, index = result["memory"], result["index"]
+    rows = [{
+        "documents": f"{result['documents']} ({result['real_pdfs']} real, {result['generated_pdfs']} generated)",
+        "waves": " + ".join(map(str, result["waves"])) + f" every {result['wave_interval_seconds']:.0f} s",
+        "stuck": len(result["stuck"]), "failed": len(result["failed"]), "statuses": _statuses(result["statuses"]),
+        "deleted gone": f"{sum(not n for n in index['deleted_rows_left'].values())}/{len(result['deleted'])}",
+        "replaced: new text only": f"{sum(r['only_new_version'] and r['marker_found'] for r in index['replaced'].values())}"
+                                   f"/{len(result['replaced'])}",
+        "worker peak MB (max)": memory["worker_peak_mb_max"], "worker processes": memory["worker_processes"],
+        "recycled": memory["worker_replacements"], "raylet / GCS peak MB": f"{memory['raylet_peak_mb']:.0f} / "
+                                                                             f"{memory['gcs_peak_mb']:.0f}",
+        "min MemAvailable GB": round(result["mem_available_min_mb"] / 1024, 1),
+        "runs in flight (max)": result["runs_in_flight_max"],
+        "first drop → all ended s": result.get("first_drop_to_all_ended_seconds"),
+    }]
+    peaks = ", ".join(f"{pid}: {mb:.0f}" for pid, mb in memory["worker_peak_mb"].items())
+    text = (f"{result['pages']} pages COMPLETED. Churn {result['churn_after_seconds']:.0f} s after the first wave: "
+            f"{len(result['replaced'])} files replaced, {len(result['deleted'])} deleted. Worker peak = max(sampled "
+            f"RSS, VmHWM) per StageWorker pid; recycled = pids gone while the soak ran.\n\n" + _table(rows)
+            + f"\nPeak MB per worker pid: {peaks}.\n")
+    for entry in result["stuck"]:
+        text += f"\n- stuck: {entry['name']} {entry['status']} at {entry['stage']} (expected {entry['expected']})"
+    for entry in result["failed"]:
+        text += f"\n- failed: {entry['name']} at {entry['stage']}: `{(entry['error'] or '')[:200]}`"
+    if result.get("timed_out"):
+        text += "\n- **timed out**"
+    detail = out / "soak.json"
+    timeline = json.loads(detail.read_text()).get("timeline", []) if detail.is_file() else []
+    return text + "\n" + (_soak_plot(out / "soak_rss.png", timeline, result.get("events", [])) if timeline else "")
+
+
+def _soak_plot(path: Path, timeline: list[dict[str, Any]], events: list[dict[str, Any]]) -> str:
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True, height_ratios=[2, 1])
+    minutes = [point["t"] / 60 for point in timeline]
+    for pid in dict.fromkeys(pid for point in timeline for pid in point["workers_mb"]):
+        top.plot(minutes, [point["workers_mb"].get(pid) for point in timeline], linewidth=1)
+    top.plot(minutes, [point["raylet_mb"] for point in timeline], "k--", linewidth=1, label="raylet")
+    top.plot(minutes, [point["gcs_server_mb"] for point in timeline], "k:", linewidth=1, label="GCS")
+    top.set_ylabel("RSS MB (a line per worker pid)")
+    top.legend(loc="upper left", fontsize=8)
+    bottom.plot(minutes, [point["mem_available_mb"] / 1024 for point in timeline], color="#4c72b0")
+    bottom.set_ylabel("MemAvailable GB")
+    runs = bottom.twinx()
+    runs.step(minutes, [point["runs_in_flight"] for point in timeline], color="#dd8452", where="post")
+    runs.set_ylabel("Dagster runs in flight")
+    for event in events:
+        for axes in (top, bottom):
+            axes.axvline(event["at_s"] / 60, color="red" if event["event"] == "churn" else "grey", alpha=0.4)
+    bottom.set_xlabel("minutes since the first wave (grey: waves, red: replace + delete)")
+    top.set_title("Soak: stage worker RSS over time")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return f"![Soak RSS over time]({path.name})\n"
+
+
 _SECTIONS = {"extraction": _extraction, "orchestration": _orchestration, "scaling": _scaling, "reuse": _reuse,
              "embedding": _embedding, "search": _search, "e2e": _e2e, "memory": _memory,
-             "bulk": _bulk, "storm": _storm, "overhead": _overhead, "backfill": _backfill}
+             "bulk": _bulk, "storm": _storm, "overhead": _overhead, "backfill": _backfill, "soak": _soak}

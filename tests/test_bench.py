@@ -169,3 +169,74 @@ def test_report_tables_for_the_many_documents_benchmarks(tmp_path: Path) -> None
                    "| 20 | 25 | 1 | 1 |"):
         assert needle in report
     assert (tmp_path / "bulk_pages_per_second.png").is_file()
+
+
+# --- the soak: wave planning and the stuck/report computation (no pipeline runs) ----------------------------------
+
+
+def test_soak_plan_spreads_real_pdfs_and_churns_early_files() -> None:
+    from bench.soak import mix, plan_waves
+
+    real = [Path(f"real-{i}.pdf") for i in range(4)]
+    generated = [Path(f"gen-{i}.pdf") for i in range(8)]
+    documents = mix(real, generated)
+    assert sorted(documents) == sorted(real + generated)
+    plan = plan_waves(documents, [Path("new-1.pdf"), Path("new-2.pdf")], waves=4, interval_seconds=60)
+    assert [len(wave) for wave in plan.waves] == [3, 3, 3, 3]
+    assert [sum(p.name.startswith("real") for p in wave) for wave in plan.waves] == [1, 1, 1, 1]
+    early = {p.name for wave in plan.waves[:2] for p in wave}
+    touched = [*plan.replacements, *plan.deletions]
+    assert len(set(touched)) == 4 and set(touched) <= early  # replaced and deleted files were dropped before
+    assert plan.churn_after_seconds == 150
+    assert [kind for _, kind, _ in plan.schedule()] == ["wave", "wave", "wave", "churn", "wave"]
+    with pytest.raises(ValueError):
+        plan_waves(documents[:4], [Path("a.pdf"), Path("b.pdf"), Path("c.pdf")])
+
+
+def test_soak_assess_counts_documents_not_in_their_end_state_as_stuck() -> None:
+    from bench.soak import Plan, assess, document_id
+
+    names = ["done.pdf", "failed.pdf", "running.pdf", "deleted.pdf", "replaced.pdf", "lost-delete.pdf", "never.pdf"]
+    plan = Plan(waves=[[Path(n) for n in names]], churn_after_seconds=1, interval_seconds=1,
+                replacements={"replaced.pdf": Path("new.pdf")}, deletions=["deleted.pdf", "lost-delete.pdf"])
+
+    def row(name: str, status: str, version: str = "v1", at: str = "1", **extra: object) -> dict:
+        return {"document_id": document_id(name), "processing_version": version, "status": status,
+                "updated_at": at, "current_stage": "load", "error": None, **extra}
+
+    rows = [row("done.pdf", "COMPLETED"), row("failed.pdf", "FAILED", error="bad PDF"),
+            row("running.pdf", "IN_PROGRESS"), row("deleted.pdf", "DELETED"), row("lost-delete.pdf", "COMPLETED"),
+            # the new version is done, though the old one's row was updated last
+            row("replaced.pdf", "COMPLETED", "v2", at="2"), row("replaced.pdf", "PENDING", "v1", at="3")]
+    verdict = assess(plan, rows, {"replaced.pdf": "v2"})
+    assert [(s["name"], s["status"]) for s in verdict["stuck"]] == [
+        ("running.pdf", "IN_PROGRESS"), ("lost-delete.pdf", "COMPLETED"), ("never.pdf", "MISSING")]
+    assert verdict["failed"] == [{"name": "failed.pdf", "document_id": document_id("failed.pdf"), "stage": "load",
+                                  "error": "bad PDF"}]
+    assert verdict["statuses"] == {"COMPLETED": 2, "FAILED": 1, "IN_PROGRESS (not ended)": 1, "DELETED": 1,
+                                   "COMPLETED (not ended)": 1, "MISSING (not ended)": 1}
+    # the replaced file still on its old version is stuck too
+    assert "replaced.pdf" in [s["name"] for s in assess(plan, rows, {"replaced.pdf": "v3"})["stuck"]]
+
+
+def test_soak_report_table_and_rss_plot(tmp_path: Path) -> None:
+    from bench.report import write_report
+
+    result = {
+        "documents": 12, "real_pdfs": 3, "generated_pdfs": 9, "waves": [3, 3, 3, 3], "wave_interval_seconds": 60,
+        "churn_after_seconds": 150, "replaced": ["a.pdf"], "deleted": ["b.pdf"], "pages": 40,
+        "statuses": {"COMPLETED": 11, "DELETED": 1}, "stuck": [], "failed": [], "mem_available_min_mb": 20_000,
+        "runs_in_flight_max": 2, "first_drop_to_all_ended_seconds": 300.0,
+        "events": [{"at_s": 0, "event": "wave", "wave": 1}, {"at_s": 150, "event": "churn", "wave": 5}],
+        "index": {"deleted_rows_left": {"b.pdf": 0}, "replaced": {"a.pdf": {"only_new_version": True,
+                                                                            "marker_found": True}}},
+        "memory": {"worker_peak_mb_max": 1500.0, "worker_peak_mb": {"11": 1500.0, "12": 900.0},
+                   "worker_processes": 2, "worker_replacements": 0, "raylet_peak_mb": 80.0, "gcs_peak_mb": 60.0},
+    }
+    timeline = [{"t": t, "workers_mb": {"11": 500.0 + t, "12": 400.0}, "raylet_mb": 80.0, "gcs_server_mb": 60.0,
+                 "mem_available_mb": 20_000, "runs_in_flight": 1} for t in (0, 5, 10)]
+    (tmp_path / "soak.json").write_text(json.dumps({**result, "timeline": timeline}))
+    report = write_report({"benchmarks": {"soak": result}}, tmp_path).read_text()
+    assert "| 12 (3 real, 9 generated) | 3 + 3 + 3 + 3 every 60 s | 0 | 0 |" in report
+    assert "| 1/1 | 1/1 | 1500 | 2 | 0 |" in report
+    assert (tmp_path / "soak_rss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
