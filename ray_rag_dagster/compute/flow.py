@@ -57,6 +57,10 @@ _TRANSIENT = (
     ray.exceptions.ActorUnavailableError,
 )
 _TRANSIENT_CAUSES = (ConnectionError, TimeoutError)
+# A worker restarting (recycled by another run, or crashed) fails the calls it had: they wait for its new
+# process and go again without spending an attempt, this many times at most.
+_RESTART_WAITS = 10
+_RESTART_WAIT_SECONDS = 300  # a worker not back after this long (stopped for good) is given up
 
 
 @dataclass
@@ -81,6 +85,7 @@ class _Task:
     args: tuple = field(compare=False)
     attempt: int = field(default=1, compare=False)
     not_before: float = field(default=0.0, compare=False)
+    waits: int = field(default=0, compare=False)  # times it met its worker restarting (not attempts)
 
 
 def _one_line(error: BaseException) -> str:
@@ -125,7 +130,7 @@ def run_stages(
     started_at: dict[int, float] = {}  # document → when its first task went to a worker
     ended: set[int] = set()  # documents already reported failed or gone: their leftover tasks are dropped
     # Workers being recycled: each gets work again only once a probe answers from its new process.
-    restarting: dict[Any, tuple[Any, int | None]] = {}
+    restarting: dict[Any, tuple[Any, int | None, float]] = {}  # probe → (worker, old pid, since)
     retiring: set[Any] = set()
 
     def recycle(actor: Any, old_pid: int | None) -> None:
@@ -133,14 +138,23 @@ def run_stages(
             idle.remove(actor)
         retiring.add(actor)
         pool.recycle(actor)
-        restarting[actor.pid.remote()] = (actor, old_pid)
+        restarting[actor.pid.remote()] = (actor, old_pid, time.monotonic())
+
+    def await_restart(actor: Any) -> None:
+        """Take a worker that another driver recycled (or that crashed) out of service until it answers."""
+        if actor in retiring:
+            return
+        if actor in idle:
+            idle.remove(actor)
+        retiring.add(actor)
+        restarting[actor.pid.remote()] = (actor, None, time.monotonic())
 
     def stage_of(kind: str) -> str:
         return "extract" if kind in ("plan", "shard", "merge") else kind
 
-    def push(kind: str, doc: int, args: tuple, attempt: int = 1, delay: float = 0.0) -> None:
+    def push(kind: str, doc: int, args: tuple, attempt: int = 1, delay: float = 0.0, waits: int = 0) -> None:
         heapq.heappush(ready, _Task((_PRIORITY[kind], doc, next(counter)), kind, doc, args, attempt,
-                                    time.monotonic() + delay))
+                                    time.monotonic() + delay, waits))
 
     def start_stage(doc: int, stage: str) -> StageResult | None:
         document = documents[doc]
@@ -194,16 +208,26 @@ def run_stages(
         done, _ = ray.wait([*in_flight, *restarting], num_returns=1, timeout=1.0)
         now = time.monotonic()
         for probe in [reference for reference in done if reference in restarting]:
-            actor, old_pid = restarting.pop(probe)
+            actor, old_pid, since = restarting.pop(probe)
             try:
                 new_pid = ray.get(probe)
-            except Exception:  # noqa: BLE001 - the old process answered dying: ask again
+            except Exception:  # noqa: BLE001 - the old process answered dying, or the new one is not up: ask again
                 new_pid = old_pid
-            if new_pid == old_pid:
-                restarting[actor.pid.remote()] = (actor, old_pid)
-            else:
+                time.sleep(0.25)  # a call to a restarting worker may fail at once: do not spin
+            if new_pid != old_pid:
                 retiring.discard(actor)
                 idle.append(actor)
+            elif time.monotonic() - since < _RESTART_WAIT_SECONDS:
+                restarting[actor.pid.remote()] = (actor, old_pid, since)
+            else:
+                _log.warning("a stage worker did not come back in %d s; going on without it", _RESTART_WAIT_SECONDS)
+        if ready and not (idle or in_flight or restarting):
+            # Every worker is gone for good: what is left cannot run.
+            for doc in sorted({task.doc for task in ready} - ended):
+                ended.add(doc)
+                yield StageResult(documents[doc], stage_of(next(t.kind for t in ready if t.doc == doc)), "failed",
+                                  error=f"{documents[doc].name}: no stage worker left to run it", transient=True)
+            ready.clear()
         done = [reference for reference in done if reference in in_flight]
         for reference, (task, actor, started) in list(in_flight.items()):
             if reference in done or reference in timed_out:
@@ -236,6 +260,12 @@ def run_stages(
                     ended.add(task.doc)
                     yield StageResult(document, stage, "failed", error=f"{document.name}: {stage} {reason}")
                     shards.pop(task.doc, None)
+                    continue
+                if isinstance(error, ray.exceptions.RayActorError):
+                    await_restart(actor)  # a retry must not go to the worker before its new process is up
+                if isinstance(error, ray.exceptions.ActorUnavailableError) and task.waits < _RESTART_WAITS:
+                    # The call never ran: the worker was restarting (another run recycled it).
+                    push(task.kind, task.doc, task.args, task.attempt, 0.0, task.waits + 1)
                     continue
                 if _is_transient(error) and task.attempt < settings.stage_attempts:
                     delay = min(2.0 ** task.attempt, 30.0)

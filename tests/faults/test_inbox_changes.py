@@ -37,10 +37,30 @@ pytestmark = pytest.mark.slow
 FOUR_PAGES = PDFS / "docling" / "normal_4pages.pdf"
 
 
+def holds_write_locks(pid: int) -> bool:
+    """Whether the process holds an exclusive file lock (an SQLite write transaction on the event log or the
+    status store, the index's write lock): stopped while holding one, it would block every other writer.
+    Shared locks do not count: an open SQLite connection in WAL mode holds some for as long as it is open."""
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "->" not in fields and len(fields) > 4 and fields[3] == "WRITE" and fields[4] == str(pid):
+            return True
+    return False
+
+
 @contextmanager
 def paused(process: subprocess.Popen[bytes]) -> Iterator[None]:
-    """The process stopped (SIGSTOP) for the block: its Ray tasks in flight finish, it submits nothing."""
-    process.send_signal(signal.SIGSTOP)
+    """The process stopped (SIGSTOP) for the block, at a moment it holds no file lock: its Ray tasks in
+    flight finish, it submits and writes nothing."""
+    for _ in range(2000):
+        process.send_signal(signal.SIGSTOP)
+        time.sleep(0.005)  # the signal is delivered asynchronously
+        if not holds_write_locks(process.pid):
+            break
+        process.send_signal(signal.SIGCONT)
+        time.sleep(0.01)
+    else:
+        pytest.fail("the ingest process never let go of its write locks")
     try:
         yield
     finally:
