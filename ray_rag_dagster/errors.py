@@ -21,6 +21,14 @@ class DocumentGone(DocumentError):
     delete) is handled by its own request.
     """
 
+    @classmethod
+    def deleted(cls, document: str) -> "DocumentGone":
+        return cls(document, "deleted from the inbox while being processed")
+
+    @classmethod
+    def replaced(cls, document: str, version: str) -> "DocumentGone":
+        return cls(document, f"replaced while being processed (version {version} is gone)")
+
 
 def one_line(value: object, limit: int = 300) -> str:
     """``value`` as one line of at most ``limit`` characters, for a reason that names what went wrong."""

@@ -57,9 +57,9 @@ def _source_bytes(settings: Settings, document: DocumentRef) -> bytes:
     try:
         data, etag = build_object_store(settings).get_with_etag(document.source_key)
     except FileNotFoundError:
-        raise DocumentGone(document.name, "deleted from the inbox while being processed") from None
+        raise DocumentGone.deleted(document.name) from None
     if version_of(etag) != document.version:
-        raise DocumentGone(document.name, f"replaced while being processed (version {document.version} is gone)")
+        raise DocumentGone.replaced(document.name, document.version)
     return data
 
 

@@ -122,3 +122,28 @@ def test_a_document_over_its_time_limit_fails_once_with_the_reason(tmp_path: Pat
     assert [(result.stage, result.status, result.transient) for result in results] == [("extract", "failed", False)]
     assert results[0].error == "CDISC_Pilot_Study.pdf: extract over the 8 s per-document time limit"
     assert build_vector_index(settings).count(document.document_id) == 0
+
+
+def test_two_runs_sharing_the_workers_survive_each_others_recycling(tmp_path: Path) -> None:
+    # Every extraction recycles its worker (extract_max_calls=1) while the other run has calls on it: those
+    # calls meet "the actor is restarting"; they must wait for the new process, not fail their documents.
+    import threading
+
+    settings = Settings(home=tmp_path, extract_max_calls=1, stage_attempts=2)
+    store = build_object_store(settings)
+    batches: list[list[DocumentRef]] = [[], []]
+    for number, name in enumerate(["2305.03393v1-pg9.pdf", "table_mislabeled_as_picture.pdf", "right_to_left_01.pdf",
+                                   "multi_page.pdf"]):
+        key = f"input/{name}"
+        store.put_bytes(key, (PDFS / "docling" / name).read_bytes())
+        batches[number % 2].append(
+            DocumentRef(document_id=document_id_for(key), version=version_of(store.list(key)[0].etag), source_key=key))
+    results: list[list[StageResult]] = [[], []]
+    runs = [threading.Thread(target=lambda i=i: results[i].extend(run_stages(settings, batches[i], ("extract",))))
+            for i in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(timeout=900)
+    outcomes = sorted((result.document.name, result.status, result.error) for run in results for result in run)
+    assert outcomes == sorted((document.name, "ok", None) for batch in batches for document in batch)
