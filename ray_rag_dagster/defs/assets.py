@@ -342,6 +342,11 @@ def _stream(
             else:
                 remove_version(settings, document)
             context.log.warning(f"{document.name}: stopped at {result.stage}: {result.error}")
+        elif (row := status.get(document.document_id, document.version)) is not None and row.status == DELETED:
+            # Failed because its PDF was deleted under it (its outputs removed mid-stage): the delete wins.
+            finished.add(document.document_id)
+            remove_document(settings, document.document_id)
+            context.log.warning(f"{document.name}: deleted while at {result.stage} ({result.error})")
         else:
             finished.add(document.document_id)
             status.fail(document.document_id, document.version, result.stage, result.error or "failed")

@@ -19,6 +19,7 @@ from ray_rag_dagster.stages import keys
 from ray_rag_dagster.stages.docling_convert import ExtractOptions, extract_pdf
 from ray_rag_dagster.stages.manifest import DocumentRef, StageOutput
 from ray_rag_dagster.stages.pdf_inspection import checked_page_count
+from ray_rag_dagster.stages.source import require_current_source
 
 
 def _extract_options(settings: Settings) -> ExtractOptions:
@@ -117,6 +118,8 @@ def merge_extract(settings: Settings, document: DocumentRef, parts: list[StageOu
         # Merged already (a retried merge: the first attempt ran, then its worker was lost).
         merged = store.get_json(keys.extracted_pages(document)) if store.exists(keys.extracted_pages(document)) else None
         if merged is None or merged["version"] != document.version:
+            # Parts removed under us: the PDF was deleted (its outputs removed) or replaced mid-run.
+            require_current_source(store, document)
             raise
         pages = merged["pages"]
     if [page["page_no"] for page in pages] != list(range(1, len(pages) + 1)):

@@ -7,12 +7,12 @@ from collections import Counter
 
 from ray_rag_dagster.backends import build_object_store, build_vector_index
 from ray_rag_dagster.backends.vector_index import IndexRecord
-from ray_rag_dagster.errors import DocumentGone
-from ray_rag_dagster.ids import chunk_id, version_of
+from ray_rag_dagster.ids import chunk_id
 from ray_rag_dagster.settings import Settings
 from ray_rag_dagster.stages import keys
 from ray_rag_dagster.stages.embed import load_vectors
 from ray_rag_dagster.stages.manifest import DocumentRef, StageOutput
+from ray_rag_dagster.stages.source import require_current_source
 
 
 def run_load(settings: Settings, document: DocumentRef) -> StageOutput:
@@ -50,11 +50,7 @@ def run_load(settings: Settings, document: DocumentRef) -> StageOutput:
         )
     # Last look at the inbox before the rows are swapped: a run that started on a version replaced since
     # must not write over the newer version's rows (its own run loads it, seconds later at the earliest).
-    current = [info for info in store.list(document.source_key) if info.key == document.source_key]
-    if not current:
-        raise DocumentGone.deleted(document.name)
-    if version_of(current[0].etag) != document.version:
-        raise DocumentGone.replaced(document.name, document.version)
+    require_current_source(store, document)
     index = build_vector_index(settings)
     rows = index.replace_document(document.document_id, records)
     if settings.vector_index == "pinecone":
