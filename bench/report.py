@@ -9,8 +9,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
+import matplotlib.pyplot as plt
 
 _MARKER = "<!-- generated -->"
 
@@ -55,8 +54,8 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
     benchmarks = results.get("benchmarks", {})
     parts = [
         "# Benchmarks\n",
-        f"Machine: {results.get('machine', {})}. Shared with other engineers: absolute times vary; the ratios "
-        "compare both sides measured in the same invocation. Load averages are given per benchmark.\n",
+        (f"Machine: {results.get('machine', {})}. Shared with other engineers: absolute times vary; the ratios "
+         "compare both sides measured in the same invocation. Load averages are given per benchmark.\n"),
     ]
     for name, result in benchmarks.items():
         parts.append(f"\n## {name}\n")
@@ -147,7 +146,30 @@ def _embedding(result: dict[str, Any], out: Path) -> str:
 
 def _search(result: dict[str, Any], out: Path) -> str:
     sizes = result["sizes"]
-    text = _table(sizes) + f"\np50 grows {result['p50_growth']}× for {result['size_growth']}× the chunks.\n"
+    text = (f"{result.get('corpus', 'synthetic chunks')}.\n\nIn process (`LanceDBIndex.search`, k=5):\n\n"
+            + _table(sizes) + f"\np50 grows {result['p50_growth']}× for {result['size_growth']}× the chunks.\n")
+    if "http" in result:  # results.json from before the server and CLI rows
+        http, targets = result["http"], result["targets"]
+        rows = [
+            {"what": f"`/api/search` over HTTP, {http['questions']} questions in a row (client side)",
+             "p50": http["p50_ms"], "p95": http["p95_ms"], "p99": http["p99_ms"], "unit": "ms",
+             "target": f"p95 ≤ {targets['http_p95_ms']:g} ms: {'met' if targets['http_p95_met'] else 'NOT met'}",
+             "load": http["load_average"][0]},
+            {"what": "the same, the server's own `took_ms`", "p50": http["server_took"]["p50_ms"],
+             "p95": http["server_took"]["p95_ms"], "p99": http["server_took"]["p99_ms"], "unit": "ms"},
+        ]
+        for key, label, target, met in (
+            ("cli_with_server", "cold `ray-rag search --json`, server up", targets["cold_with_server_seconds"],
+             targets["cold_with_server_met"]),
+            ("cli_without_server", "cold `ray-rag search --json`, no server", targets["cold_seconds"],
+             targets["cold_met"]),
+        ):
+            cli = result[key]
+            rows.append({"what": f"{label} (median of {cli['runs']}; min {cli['min_seconds']} s; "
+                                 f"CPU {cli['median_cpu_seconds']} s)", "p50": cli["median_seconds"], "unit": "s",
+                         "target": f"≤ {target:g} s: {'met' if met else 'NOT met'}", "load": cli["load_average"][0]})
+        text += (f"\n`ray-rag serve` on the {sizes[-1]['chunks']:,}-chunk index (up in "
+                 f"{result['server_start_seconds']} s):\n\n" + _table(rows))
     labels = [f"{s['chunks']:,} p50" for s in sizes] + [f"{s['chunks']:,} p95" for s in sizes]
     text += _bar_plot(out / "search_latency.png", labels, [s["p50_ms"] for s in sizes] + [s["p95_ms"] for s in sizes],
                       "Hybrid search latency (LanceDBIndex)", "ms")

@@ -1,9 +1,10 @@
 """``ray-rag search``, ``ray-rag status`` and ``ray-rag serve``: the commands a person runs many times a day.
 
 Only typer and rich are imported at module level, so these commands start fast (``ray_rag_dagster.launcher``
-runs them without loading the rest of the CLI). ``search`` asks a running ``ray-rag serve`` when there is one
-(:mod:`ray_rag_dagster.serve.client`) and otherwise searches the index itself, loading only the index and
-the embedding model.
+runs them without loading the rest of the CLI, and answers a well-formed ``search`` without even typer).
+``search`` asks a running ``ray-rag serve`` when there is one (:mod:`ray_rag_dagster.serve.client`) and
+otherwise searches the index itself, loading only the index and the embedding model
+(:func:`ray_rag_dagster.search.answer_search`).
 """
 
 from __future__ import annotations
@@ -32,35 +33,9 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Hybrid (full-text + vector) search over the indexed chunks (asks `ray-rag serve` when one runs)."""
-    from ray_rag_dagster.serve.client import search_via_server
+    from ray_rag_dagster.search import answer_search
 
-    if search_via_server(question, k, as_json):
-        return
-    hits = local_search(question, k)
-    if as_json:
-        print(json.dumps(hits, indent=2, ensure_ascii=False, default=str))
-        return
-    from ray_rag_dagster.hits import print_hits
-
-    print_hits(console, question, hits)
-
-
-def local_search(question: str, k: int) -> list[dict[str, Any]]:
-    """Search in this process: the embedding model loads in a thread while LanceDB imports and opens the index."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from ray_rag_dagster.backends import build_embedder, build_vector_index
-    from ray_rag_dagster.hits import hit_record
-    from ray_rag_dagster.settings import load_settings
-
-    settings = load_settings()
-    if settings.vector_index == "lancedb" and not (settings.lancedb_dir / f"{settings.lancedb_table}.lance").exists():
-        return []  # nothing indexed yet: no model to load
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        query_vector = pool.submit(lambda: build_embedder(settings).embed_query(question))
-        index = build_vector_index(settings)
-        hits = index.search(question, query_vector.result(), k)
-    return [hit_record(hit, question, rank) for rank, hit in enumerate(hits, start=1)]
+    answer_search(question, k, as_json)
 
 
 def serve(

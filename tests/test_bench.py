@@ -74,14 +74,17 @@ def test_quick_search_benchmark_writes_results_and_report(tmp_path: Path) -> Non
         [sys.executable, "-m", "bench", "--quick", "--only", "search", "--out", str(tmp_path)],
         cwd=REPO,
         capture_output=True,
+        check=False,
         text=True,
-        timeout=120,
+        timeout=300,  # builds an index, starts `ray-rag serve`, runs `ray-rag search` 4 times
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     results = json.loads((tmp_path / "results.json").read_text())
     search = results["benchmarks"]["search"]
     assert [size["chunks"] for size in search["sizes"]] == [1_000, 5_000]
     assert all(0 < size["p50_ms"] <= size["p95_ms"] for size in search["sizes"])
+    assert search["http"]["questions"] == 38 and 0 < search["http"]["p50_ms"] <= search["http"]["p95_ms"]
+    assert search["cli_with_server"]["runs"] == search["cli_without_server"]["runs"] == 2
     assert len(search["meta"]["load_average_before"]) == 3
     report = (tmp_path / "REPORT.md").read_text()
     assert "## search" in report and "p50_ms" in report

@@ -82,11 +82,12 @@ class SearchService:
 
     def __init__(self, settings: Settings) -> None:
         from ray_rag_dagster.backends import build_embedder, build_object_store, build_vector_index
+        from ray_rag_dagster.search import QUERY_THREADS
 
         self.settings = settings
         self.started = time.time()
         self.index = build_vector_index(settings)
-        self.embedder = build_embedder(settings)
+        self.embedder = build_embedder(settings, query_threads=QUERY_THREADS)
         self.store = build_object_store(settings)
         # The first run of the model allocates its buffers; the first query opens the full-text index.
         self.index.search("warm up", self.embedder.embed_query("warm up"), 1)

@@ -16,7 +16,9 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 SERVER_FILE = "serve.json"
-HEALTH_TIMEOUT = 0.2
+# Long enough for a server on a loaded machine (searching without it costs seconds of imports and model load);
+# a dead port refuses at once, so only a hung server makes a search wait this long.
+HEALTH_TIMEOUT = 1.0
 SEARCH_TIMEOUT = 30.0
 
 
@@ -119,10 +121,10 @@ def search_via_server(question: str, k: int, as_json: bool, home: Path | None = 
     return True
 
 
-def fast_search(argv: list[str]) -> bool:
-    """``ray-rag search QUESTION [-k N] [--json]`` answered by a running server, before typer is imported.
+def search_args(argv: list[str]) -> tuple[str, int, bool] | None:
+    """``QUESTION [-k N] [--json]`` as ``(question, k, as_json)``, parsed without typer.
 
-    Anything this small parser does not understand (``--help``, a typo) returns False, and the full CLI
+    Anything this small parser does not understand (``--help``, a typo) gives None, and the full CLI
     handles it with its usual messages.
     """
     question: str | None = None
@@ -134,17 +136,14 @@ def fast_search(argv: list[str]) -> bool:
         elif arg in ("-k", "--k"):
             value = next(args, None)
             if value is None or not value.isdigit():
-                return False
+                return None
             k = int(value)
         elif arg.startswith("-k") and arg[2:].isdigit():
             k = int(arg[2:])
         elif arg.startswith("-") and arg != "-":
-            return False
+            return None
         elif question is None:
             question = arg
         else:
-            return False
-    if not question:
-        return False
-    return search_via_server(question, k, as_json)
-
+            return None
+    return (question, k, as_json) if question else None

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ray_rag_dagster.backends.vector_index import IndexRecord, LanceDBIndex, fuse
+from ray_rag_dagster.backends.vector_index import VECTOR_INDEX_MAX_DELTAS, IndexRecord, LanceDBIndex, fuse
 from ray_rag_dagster.ids import chunk_id, content_hash
 
 DOC_A, DOC_B = "protocol-a-aaaaaaaa", "protocol-b-bbbbbbbb"
@@ -85,3 +85,34 @@ def test_a_query_naming_one_documents_study_code_searches_that_document(tmp_path
     # A capitalised word found in both documents (or in none) names no document: both are searched.
     assert {hit.document_id for hit in index.search("Protocol exclusion criterion", query_vector, k=10)} == {DOC_A, DOC_B}
     assert {hit.document_id for hit in index.search("XYZ exclusion criterion", query_vector, k=10)} == {DOC_A, DOC_B}
+
+
+def test_a_large_table_gets_a_vector_index_and_every_row_stays_indexed(tmp_path: Path) -> None:
+    """Past ``vector_index_min_rows`` the vector leg gets an IVF-PQ index; every load adds its rows to both
+    indices, and the vector index is trained again before its deltas pile up."""
+    index = LanceDBIndex(tmp_path / "db", text_weight=0.0, vector_index_min_rows=300)
+    filler = [f"Visit schedule paragraph {number} for the screening period." for number in range(200)]
+    index.replace_document(DOC_A, records(DOC_A, "v1", filler, seed=1))
+    assert [config.index_type for config in index.db.open_table("chunks").list_indices()] == ["FTS"]
+
+    texts = [f"Dosing paragraph {number}: insulin lispro titration." for number in range(199)]
+    texts.append("Exclusion: estimated glomerular filtration rate below 45 mL/min/1.73m2.")
+    loaded = records(DOC_B, "v1", texts, seed=2)
+    index.replace_document(DOC_B, loaded)
+    indices = {tuple(config.columns): config for config in index.db.open_table("chunks").list_indices()}
+    assert indices[("vector",)].index_type == "IvfPq"
+    assert indices[("search_text",)].num_unindexed_rows == 0
+    index.replace_document(DOC_A, records(DOC_A, "v2", filler[:100], seed=3))
+    indices = {tuple(config.columns): config for config in index.db.open_table("chunks").list_indices()}
+    assert indices[("vector",)].num_unindexed_rows == indices[("search_text",)].num_unindexed_rows == 0
+
+    for record in loaded[::40]:
+        assert index.search("paragraph", record.vector, k=1)[0].id == record.id  # vector leg through the index
+    keyword = LanceDBIndex(tmp_path / "db").search("glomerular filtration", -loaded[-1].vector, k=1)
+    assert keyword[0].id == loaded[-1].id
+
+    for number in range(VECTOR_INDEX_MAX_DELTAS + 2):  # one delta each
+        document_id = f"doc_{number:012x}"
+        index.replace_document(document_id, records(document_id, "v1", [f"Note {number}."], seed=10 + number))
+    table = index.db.open_table("chunks")
+    assert 1 <= table.index_stats("vector_idx").num_indices <= VECTOR_INDEX_MAX_DELTAS
