@@ -112,7 +112,7 @@ def test_a_large_table_gets_a_vector_index_and_every_row_stays_indexed(tmp_path:
     assert keyword[0].id == loaded[-1].id
 
     for number in range(VECTOR_INDEX_MAX_DELTAS + 2):  # one delta each
-        document_id = f"doc_{number:012x}"
+        document_id = f"protocol-{number:08x}"
         index.replace_document(document_id, records(document_id, "v1", [f"Note {number}."], seed=10 + number))
     table = index.db.open_table("chunks")
     assert 1 <= table.index_stats("vector_idx").num_indices <= VECTOR_INDEX_MAX_DELTAS
