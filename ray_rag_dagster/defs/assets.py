@@ -22,17 +22,17 @@ from typing import Any, Self
 
 import dagster as dg
 
-from ray_rag_dagster.backends.object_store import ObjectStore
 from ray_rag_dagster.backends.status_store import DELETED, StatusStore
 from ray_rag_dagster.compute.flow import STAGES, StageResult, run_stages_in_background
 from ray_rag_dagster.compute.workers import Placement
 from ray_rag_dagster.defs.checks import CHECK_SPECS, evaluate_checks
 from ray_rag_dagster.defs.partitions import documents
 from ray_rag_dagster.defs.resources import RagPipeline
-from ray_rag_dagster.ids import document_id_for, version_of
+from ray_rag_dagster.ids import document_id_for
 from ray_rag_dagster.settings import Settings
 from ray_rag_dagster.stages.manifest import DocumentRef, StageOutput
 from ray_rag_dagster.stages.remove import remove_document, remove_other_versions, remove_version
+from ray_rag_dagster.stages.source import inbox_version
 
 GROUP = "rag_ingest"
 OWNER_TAG = "ray_rag/owner"  # set by the CLI, which claims documents before it launches their runs
@@ -113,12 +113,6 @@ def stage_metadata(output: StageOutput, placement: Placement | None) -> dict[str
         metadata[name] = dg.MetadataValue.text(value)
     metadata.setdefault("estimated_usd", dg.MetadataValue.float(0.0))
     return metadata
-
-
-def inbox_version(store: ObjectStore, source_key: str) -> str | None:
-    """The version of the PDF the inbox holds at ``source_key`` now; None when it is not there."""
-    current = [info for info in store.list(source_key) if info.key == source_key]
-    return version_of(current[0].etag) if current else None
 
 
 def resolve_documents(

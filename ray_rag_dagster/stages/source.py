@@ -8,10 +8,16 @@ from ray_rag_dagster.ids import version_of
 from ray_rag_dagster.stages.manifest import DocumentRef
 
 
+def inbox_version(store: ObjectStore, source_key: str) -> str | None:
+    """The version of the PDF the inbox holds at ``source_key`` now; None when it is not there."""
+    current = [info for info in store.list(source_key) if info.key == source_key]
+    return version_of(current[0].etag) if current else None
+
+
 def require_current_source(store: ObjectStore, document: DocumentRef) -> None:
     """Raise :class:`DocumentGone` if the inbox no longer holds ``document``'s version (deleted or replaced)."""
-    current = [info for info in store.list(document.source_key) if info.key == document.source_key]
-    if not current:
+    version = inbox_version(store, document.source_key)
+    if version is None:
         raise DocumentGone.deleted(document.name)
-    if version_of(current[0].etag) != document.version:
+    if version != document.version:
         raise DocumentGone.replaced(document.name, document.version)
