@@ -604,16 +604,17 @@ def completed_all(counts: dict[str, int], expected: int) -> bool:
 
 
 def run_flow_child(side: Side, home: Path, folder: Path, spec: dict[str, Any], name: str,
-                   stop_after: bool = True) -> dict[str, Any]:
-    """``python -m bench.flow_child`` on ``side``'s code and state folder ``home``; its JSON result."""
+                   stop_after: bool = True, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """``python -m bench.flow_child`` on ``side``'s code and state folder ``home`` (``env`` added to the
+    side's environment); its JSON result."""
     side.prepare_home(home)
     spec_path, out_path, log = folder / f"{name}-spec.json", folder / f"{name}-out.json", folder / f"{name}.log"
     spec_path.write_text(json.dumps({"home": str(home), **spec}))
     try:
         with log.open("w") as handle:
             completed = subprocess.run([sys.executable, "-m", "bench.flow_child", str(spec_path), str(out_path)],
-                                       env=side.env(home), cwd=folder, stdout=handle, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, timeout=TIMEOUT_SECONDS)
+                                       env=side.env(home, **(env or {})), cwd=folder, stdout=handle,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=TIMEOUT_SECONDS)
     finally:
         if stop_after:
             stop_state_processes(home)

@@ -38,6 +38,10 @@ class ObjectStore(abc.ABC):
         """The object and the ETag of exactly those bytes (one read: no race with a replacement)."""
 
     @abc.abstractmethod
+    def info(self, key: str) -> ObjectInfo | None:
+        """The object at exactly ``key`` (size, ETag), or None: one lookup, however large its folder."""
+
+    @abc.abstractmethod
     def list(self, prefix: str) -> list[ObjectInfo]:
         """Objects under ``prefix``, sorted by key."""
 
@@ -49,7 +53,7 @@ class ObjectStore(abc.ABC):
     def uri(self, key: str) -> str: ...
 
     def exists(self, key: str) -> bool:
-        return any(info.key == key for info in self.list(key))
+        return self.info(key) is not None
 
     def put_json(self, key: str, value: Any) -> str:
         return self.put_bytes(key, json.dumps(value, ensure_ascii=False).encode())
@@ -110,6 +114,14 @@ class LocalObjectStore(ObjectStore):
         digest = hashlib.md5(path.read_bytes()).hexdigest()
         self._etags[path] = (stat.st_size, stat.st_mtime_ns, digest)
         return digest
+
+    def info(self, key: str) -> ObjectInfo | None:
+        path = self._path(key)
+        try:
+            stat = path.stat()
+            return ObjectInfo(key=key, size=stat.st_size, etag=self._etag(path, stat)) if path.is_file() else None
+        except FileNotFoundError:
+            return None
 
     def list(self, prefix: str) -> list[ObjectInfo]:
         base = self.root / prefix
@@ -176,6 +188,17 @@ class S3ObjectStore(ObjectStore):
         except self.client.exceptions.NoSuchKey:
             raise FileNotFoundError(f"no object {self.uri(key)}") from None
         return response["Body"].read(), response["ETag"].strip('"')
+
+    def info(self, key: str) -> ObjectInfo | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return ObjectInfo(key=key, size=head["ContentLength"], etag=head["ETag"].strip('"'))
 
     def list(self, prefix: str) -> list[ObjectInfo]:
         # The paginator follows continuation tokens: S3 returns at most 1,000 keys a page.

@@ -102,6 +102,17 @@ class SqliteStatusStore(StatusStore):
             raise
         db.execute("COMMIT")
 
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction (one consistent snapshot) that takes no write lock: with WAL, readers never
+        wait for a writer, so the flow's checks before each stage never queue behind the run's writes."""
+        db = self._connect()
+        db.execute("BEGIN")
+        try:
+            yield db
+        finally:
+            db.execute("COMMIT")
+
     @staticmethod
     def _row(row: sqlite3.Row | None) -> DocumentStatus | None:
         if row is None:
@@ -183,7 +194,7 @@ class SqliteStatusStore(StatusStore):
             return row
 
     def get(self, document_id: str, version: str | None = None) -> DocumentStatus | None:
-        with self._transaction() as db:
+        with self._read() as db:
             if version is not None:
                 return self._get(db, document_id, version)
             cursor = db.execute(
@@ -299,7 +310,7 @@ class SqliteStatusStore(StatusStore):
         db.execute(f"UPDATE metrics SET {assignments} WHERE day = ?", (*increments.values(), day))
 
     def documents(self) -> list[DocumentStatus]:
-        with self._transaction() as db:
+        with self._read() as db:
             cursor = db.execute(
                 "SELECT * FROM control c WHERE rowid = (SELECT rowid FROM control WHERE document_id ="
                 " c.document_id ORDER BY updated_at DESC, rowid DESC LIMIT 1) ORDER BY document_id"
@@ -307,7 +318,7 @@ class SqliteStatusStore(StatusStore):
             return [row for row in map(self._row, cursor.fetchall()) if row is not None]
 
     def completed_versions(self) -> dict[str, str]:
-        with self._transaction() as db:
+        with self._read() as db:
             cursor = db.execute(
                 "SELECT document_id, processing_version FROM control WHERE status = ? ORDER BY updated_at, rowid",
                 (COMPLETED,),
@@ -315,10 +326,10 @@ class SqliteStatusStore(StatusStore):
             return {document_id: version for document_id, version in cursor.fetchall()}  # the latest wins
 
     def audit(self, document_id: str) -> list[dict[str, Any]]:
-        with self._transaction() as db:
+        with self._read() as db:
             cursor = db.execute("SELECT * FROM audit WHERE document_id = ? ORDER BY event_id", (document_id,))
             return [dict(row) for row in cursor.fetchall()]
 
     def metrics(self) -> list[dict[str, Any]]:
-        with self._transaction() as db:
+        with self._read() as db:
             return [dict(row) for row in db.execute("SELECT * FROM metrics ORDER BY day").fetchall()]

@@ -23,6 +23,7 @@ import heapq
 import itertools
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -337,6 +338,10 @@ def run_stages_in_background(
             results.put(None)
 
     thread = threading.Thread(target=drive, name="ray-rag-flow", daemon=True)
+    # The flow thread wakes when a worker finishes and must hand it the next task at once; the caller's
+    # Python-heavy bookkeeping would otherwise hold the GIL for up to the default 5 ms switch interval.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch_interval, 0.0005))
     thread.start()
     try:
         while (item := results.get()) is not None:
@@ -346,3 +351,4 @@ def run_stages_in_background(
     finally:
         cancel.set()
         thread.join(timeout=60)
+        sys.setswitchinterval(switch_interval)

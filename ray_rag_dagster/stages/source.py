@@ -10,8 +10,8 @@ from ray_rag_dagster.stages.manifest import DocumentRef
 
 def inbox_version(store: ObjectStore, source_key: str) -> str | None:
     """The version of the PDF the inbox holds at ``source_key`` now; None when it is not there."""
-    current = [info for info in store.list(source_key) if info.key == source_key]
-    return version_of(current[0].etag) if current else None
+    current = store.info(source_key)  # one lookup: listing the inbox would cost O(inbox) per check
+    return version_of(current.etag) if current else None
 
 
 def require_current_source(store: ObjectStore, document: DocumentRef) -> None:

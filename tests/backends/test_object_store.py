@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ray_rag_dagster.backends.object_store import LocalObjectStore
+from ray_rag_dagster.backends.object_store import LocalObjectStore, ObjectStore, S3ObjectStore
 
 
 def test_put_get_list_delete(tmp_path: Path) -> None:
@@ -53,3 +53,29 @@ def test_no_partial_files_left_on_failure(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.undo()
     assert store.get_bytes("extracted/d/pages.json") == b"old"
     assert [p.name for p in (tmp_path / "extracted/d").iterdir()] == ["pages.json"]
+
+
+def _info_behaviour(store: ObjectStore) -> None:
+    store.put_bytes("input/a.pdf", b"one")
+    store.put_bytes("input/a.pdf.bak", b"other")  # a key that merely starts with the asked one is not it
+    info = store.info("input/a.pdf")
+    assert info is not None
+    assert (info.key, info.size, info.etag) == ("input/a.pdf", 3, hashlib.md5(b"one").hexdigest())
+    store.put_bytes("input/a.pdf", b"two!")
+    assert store.info("input/a.pdf").etag == hashlib.md5(b"two!").hexdigest()  # type: ignore[union-attr]
+    assert store.info("input/missing.pdf") is None
+    assert store.info("input") is None  # a folder (local) or a bare prefix (S3) is no object
+    assert store.exists("input/a.pdf") and not store.exists("input/missing.pdf")
+
+
+def test_info_is_one_object_local(tmp_path: Path) -> None:
+    _info_behaviour(LocalObjectStore(tmp_path))
+
+
+def test_info_is_one_object_s3() -> None:
+    from tests.standins.aws import moto_server
+
+    with moto_server() as endpoint:
+        store = S3ObjectStore("bucket-info-test", endpoint_url=endpoint)
+        store.client.create_bucket(Bucket="bucket-info-test")
+        _info_behaviour(store)
