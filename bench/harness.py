@@ -103,6 +103,12 @@ def old_side(folder: Path) -> Iterator[Side]:
     archive = subprocess.run(["git", "-C", str(REPO), "archive", OLD_COMMIT, "ray_rag_dagster"],
                              capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(code)], input=archive, check=True)
+    # The venv's installed metadata declares the new code's docling plugin entry point, a module the old tree
+    # lacks (docling then fails to build its converter). Metadata first on the old side's path shadows it:
+    # importlib.metadata keeps the first distribution of a name.
+    metadata = code / "ray_rag_dagster-0.0.0.dist-info"
+    metadata.mkdir(exist_ok=True)
+    (metadata / "METADATA").write_text("Metadata-Version: 2.1\nName: ray-rag-dagster\nVersion: 0.0.0\n")
     yield Side("old", code)
 
 
@@ -561,15 +567,16 @@ class Watch:
 
 
 def run_ingest(side: Side, home: Path, paths: list[Path], cwd: Path, timeout: float,
-               on_tick: Any = None) -> dict[str, Any]:
-    """``ray-rag ingest PATHS`` on a fresh state folder: wall seconds, CPU share, statuses, memory, clusters."""
+               on_tick: Any = None, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """``ray-rag ingest PATHS`` on a fresh state folder (``env`` added to the side's environment): wall seconds,
+    CPU share, statuses, memory, clusters."""
     side.prepare_home(home)
     log = cwd / f"{side.name}-ingest-{home.name}.log"
     watch = Watch(home)
     cpu_start = cpu_sample()
     started = time.perf_counter()
     with log.open("w") as handle:
-        process = subprocess.Popen(side.cli("ingest", *map(str, paths)), env=side.env(home), cwd=cwd,
+        process = subprocess.Popen(side.cli("ingest", *map(str, paths)), env=side.env(home, **(env or {})), cwd=cwd,
                                    stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    preexec_fn=_reset_signals)
         try:

@@ -202,11 +202,12 @@ def _statuses(counts: dict[str, int]) -> str:
 
 def _bulk(result: dict[str, Any], out: Path) -> str:
     rows = []
-    for side in ("old", "new"):
+    sides = [side for side in ("old", "new", "new_static") if side in result]
+    for side in sides:
         r = result[side]
         stages = r.get("stage_seconds", {})
         rows.append({
-            "side": side, "wall s": r["wall_seconds"], "pages/s": r["pages_per_second"],
+            "side": side.replace("new_static", "new, static embedder"), "wall s": r["wall_seconds"], "pages/s": r["pages_per_second"],
             "CPU busy (all cores)": _pct(r["cpu_busy_fraction"]), "statuses": _statuses(r["statuses"]),
             "min MemAvailable": f"{r['mem_available_min_pct']} %", "Ray clusters (max)": r["ray_clusters_max"],
             "Dagster runs": r["dagster"]["runs"],
@@ -219,11 +220,14 @@ def _bulk(result: dict[str, Any], out: Path) -> str:
             f"{result['new'].get('stage_seconds', {}).get('source', '–')}.\n\n" + _table(rows)
             + f"\n**speed-up (new ÷ old pages/s): {result['speedup_new_over_old']}**; all COMPLETED: old "
             f"{result['old']['all_completed']}, new {result['new']['all_completed']}.\n")
-    for side in ("old", "new"):
+    if "new_static" in result:
+        text += (f"\nWith the static embedder option: speed-up {result['speedup_new_static_over_old']}, all COMPLETED "
+                 f"{result['new_static']['all_completed']}.\n")
+    for side in sides:
         for failure in result[side]["dagster"].get("failures", []):
             text += f"\n- {side}: failed run: `{failure}`\n"
-    text += _bar_plot(out / "bulk_pages_per_second.png", ["old", "new"],
-                      [result["old"]["pages_per_second"], result["new"]["pages_per_second"]],
+    text += _bar_plot(out / "bulk_pages_per_second.png", [side.replace("new_static", "new, static") for side in sides],
+                      [result[side]["pages_per_second"] for side in sides],
                       f"Bulk ingest of {result['documents']} PDFs", "pages/s")
     return text
 

@@ -189,3 +189,23 @@ def test_release_gives_back_only_the_owners_claim(new_store: StoreFactory) -> No
     row = store.get("file-d-dddddddd", "v1")
     assert row.status == PENDING and row.lease_expires_at is None
     assert store.claim("file-d-dddddddd", "v1", "cli-2", 3600, reprocess=False).granted
+
+
+def test_sqlite_reads_do_not_wait_for_a_writer(tmp_path: Path) -> None:
+    """The flow asks the status row before every stage while the run's own thread writes rows: a read must
+    see the last committed state at once, not queue behind the write lock (WAL)."""
+    import sqlite3
+
+    store = SqliteStatusStore(tmp_path / "status.sqlite")
+    store.register("doc-a", "v1", "input/a.pdf")
+    writer = sqlite3.connect(tmp_path / "status.sqlite", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another thread or process in the middle of a write
+    writer.execute("UPDATE control SET status = 'FAILED' WHERE document_id = 'doc-a'")
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            row = pool.submit(store.get, "doc-a", "v1").result(timeout=10)  # blocked up to 30 s before
+            assert row is not None and row.status == PENDING  # the committed state, not the pending write
+            assert [r.document_id for r in pool.submit(store.documents).result(timeout=10)] == ["doc-a"]
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
