@@ -94,3 +94,22 @@ def test_a_rule_between_the_lines_keeps_them_separate_rows() -> None:
     assert ruled(28, 32) and not ruled(10, 20)
     cells = _two_line_group()
     assert merge_unruled_rows(cells, header_rows=1, ruled=ruled) == cells
+
+
+MULTI_PAGE = DOCLING_PDFS / "multi_page.pdf"
+NORMAL_4PAGES = DOCLING_PDFS / "normal_4pages.pdf"
+
+
+@pytest.mark.skipif(not (MULTI_PAGE.is_file() and NORMAL_4PAGES.is_file()), reason="shared test corpus missing")
+def test_headings_from_fonts_numbers_and_run_in_first_lines() -> None:
+    multi = _markdown(extract_pdf(MULTI_PAGE.read_bytes(), MULTI_PAGE.name)).splitlines()
+    assert "## Pre-Digital Era (19th - Early 20th Century)" in multi  # bold line CDLA calls text
+    assert "## The Evolution of the Word Processor" in multi  # lone title CDLA calls a page header
+    korean = _markdown(extract_pdf(NORMAL_4PAGES.read_bytes(), NORMAL_4PAGES.name)).splitlines()
+    assert "## 들어가며 1" in korean  # the boxed section number beside it joins the heading
+    assert "## 1" not in korean
+    # a heading line in its own heavier font, split off the paragraph it was boxed with
+    assert "## (1) 「감염병의 예방 및 관리에 관한 법률」 개정" in korean
+    assert any(line.startswith("2020.1.1. 시행된") for line in korean)
+    # body paragraphs stay text
+    assert not any(line.startswith("## 2020.3.30.") for line in korean)

@@ -15,6 +15,7 @@ from docling.models.base_layout_model import BaseLayoutModel
 from docling_core.types.doc import BoundingBox, CoordOrigin, DocItemLabel
 
 from ray_rag_dagster.stages.docling_engines.bundled import bundled_file, to_bgr
+from ray_rag_dagster.stages.docling_engines.headings import relabel_headings
 from ray_rag_dagster.stages.docling_engines.text_figures import relabel_text_figures
 
 # PP-Layout CDLA class names -> docling labels. CDLA has no list-item class; bullets are
@@ -110,5 +111,6 @@ class CdlaLayoutModel(BaseLayoutModel):
                 )
             page.predictions.layout = LayoutPrediction(clusters=clusters)
             relabel_text_figures(page, self.options.figure_text_chars)
+            relabel_headings(page)
             predictions.append(page.predictions.layout)
         return predictions
