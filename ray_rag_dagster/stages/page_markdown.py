@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 BOUNDARY = "<!-- BOUNDARY -->"
 ELEMENT_SEPARATOR = f"\n\n{BOUNDARY}\n\n"
 
+# short, and no sentence-final punctuation: a title rather than a line of text
+_TITLE_LIKE = re.compile(r"^(?=.*\w).{1,80}(?<![.,;:!?])$")
 _BULLET = "•◦▪▫●○■□‣⁃∙·➢➤►▶✓✔-–—*o\uf0b7\uf0a7\uf0d8\uf076"
 _BULLET_START = re.compile(rf"^\s*[{re.escape(_BULLET)}]\s+")
 # unambiguous bullet glyphs (not hyphens or letters); each one starts a list item
@@ -56,6 +58,7 @@ def render_pages(doc: DoclingDocument, page_count: int) -> dict[int, tuple[list[
         return "\n\n".join(lines)
 
     unique_headers = _unique_page_headers(doc, page_count)
+    running_headers = _repeated_section_headers(doc)
     for item, _level in doc.iterate_items(included_content_layers={ContentLayer.BODY, ContentLayer.FURNITURE}):
         if not getattr(item, "prov", None):
             continue
@@ -80,7 +83,9 @@ def render_pages(doc: DoclingDocument, page_count: int) -> dict[int, tuple[list[
             for piece_page, text in _page_pieces(item):
                 if isinstance(item, TitleItem):
                     text = f"# {text}"
-                elif isinstance(item, SectionHeaderItem):
+                elif item.self_ref in unique_headers and _TITLE_LIKE.match(text):
+                    text = f"## {text}"  # a lone title CDLA took for a page header
+                elif isinstance(item, SectionHeaderItem) and _header_key(text) not in running_headers:
                     text = f"{'#' * min(max(item.level, 1) + 1, 6)} {text}"
                 elif isinstance(item, CodeItem):
                     text = f"```\n{text}\n```"
@@ -119,6 +124,21 @@ def _unique_page_headers(doc: DoclingDocument, page_count: int) -> set[str]:
             if len(key) >= 3:
                 seen.setdefault(key, []).append(item.self_ref)
     return {refs[0] for refs in seen.values() if len(refs) == 1}
+
+
+def _header_key(text: str) -> str:
+    return re.sub(r"[\d\s]+", " ", text).strip().lower()
+
+
+def _repeated_section_headers(doc: DoclingDocument) -> set[str]:
+    """Section-header texts (digits aside) on three or more pages: a running header, rendered as text."""
+    from docling_core.types.doc import SectionHeaderItem
+
+    pages: dict[str, set[int]] = {}
+    for item, _level in doc.iterate_items():
+        if isinstance(item, SectionHeaderItem) and item.prov:
+            pages.setdefault(_header_key(item.text), set()).add(item.prov[0].page_no)
+    return {key for key, on in pages.items() if len(on) >= 3}
 
 
 def _page_pieces(item: TextItem) -> list[tuple[int, str]]:

@@ -15,6 +15,8 @@ from docling.models.base_layout_model import BaseLayoutModel
 from docling_core.types.doc import BoundingBox, CoordOrigin, DocItemLabel
 
 from ray_rag_dagster.stages.docling_engines.bundled import bundled_file, to_bgr
+from ray_rag_dagster.stages.docling_engines.headings import relabel_headings
+from ray_rag_dagster.stages.docling_engines.text_figures import relabel_text_figures
 
 # PP-Layout CDLA class names -> docling labels. CDLA has no list-item class; bullets are
 # recovered from the text when rendering Markdown.
@@ -32,38 +34,13 @@ CDLA_LABELS: dict[str, DocItemLabel] = {
 }
 
 
-def _text_chars_in(page: Page, bbox: BoundingBox) -> int:
-    """Characters of the page's text cells whose centre lies inside ``bbox`` (top-left origin)."""
-    assert page.size is not None
-    total = 0
-    for cell in page.cells:
-        box = cell.rect.to_bounding_box().to_top_left_origin(page.size.height)
-        cx, cy = (box.l + box.r) / 2, (box.t + box.b) / 2
-        if bbox.l <= cx <= bbox.r and bbox.t <= cy <= bbox.b:
-            total += len(cell.text.strip())
-    return total
-
-
-def relabel_text_figures(page: Page, min_chars: int) -> None:
-    """Turn "figure" clusters that hold a paragraph of real text into text clusters.
-
-    CDLA often boxes plain text blocks as figures; their words would then vanish into a
-    picture. A picture with ``min_chars`` characters of text (PDF or OCR cells) is text.
-    """
-    if min_chars <= 0 or page.predictions.layout is None or page.size is None:
-        return
-    for cluster in page.predictions.layout.clusters:
-        if cluster.label == DocItemLabel.PICTURE and _text_chars_in(page, cluster.bbox) >= min_chars:
-            cluster.label = DocItemLabel.TEXT
-
-
 class CdlaLayoutOptions(BaseLayoutOptions):
     """Options of the bundled PP-Layout CDLA layout engine."""
 
     kind: ClassVar[str] = "ray_rag_cdla_layout"
     conf_thresh: float = 0.5
     iou_thresh: float = 0.5
-    figure_text_chars: int = 80  # a "figure" holding this much PDF text is relabelled as text
+    figure_text_chars: int = 80  # a "figure" holding this much PDF text is re-segmented as text/tables
     num_threads: int = 1
 
 
@@ -134,5 +111,6 @@ class CdlaLayoutModel(BaseLayoutModel):
                 )
             page.predictions.layout = LayoutPrediction(clusters=clusters)
             relabel_text_figures(page, self.options.figure_text_chars)
+            relabel_headings(page)
             predictions.append(page.predictions.layout)
         return predictions

@@ -15,7 +15,7 @@ from docling.models.stages.ocr.rapid_ocr_model import RapidOcrModel
 from docling_core.types.doc import BoundingBox, CoordOrigin
 
 from ray_rag_dagster.stages.docling_engines.bundled import bundled_file
-from ray_rag_dagster.stages.docling_engines.layout import relabel_text_figures
+from ray_rag_dagster.stages.docling_engines.text_figures import relabel_text_figures
 
 
 def has_text_layer(page: Page) -> bool:

@@ -15,8 +15,10 @@ from docling.datamodel.pipeline_options import BaseTableStructureOptions
 from docling.models.base_table_model import BaseTableStructureModel
 from docling_core.types.doc import BoundingBox, CoordOrigin, DocItemLabel, TableCell
 from docling_core.types.doc.page import TextCell, TextCellUnit
+from PIL import ImageOps
 
 from ray_rag_dagster.stages.docling_engines.bundled import bundled_file, to_bgr
+from ray_rag_dagster.stages.docling_engines.table_rows import merge_unruled_rows, rule_finder
 
 
 class SlanetTableOptions(BaseTableStructureOptions):
@@ -24,6 +26,8 @@ class SlanetTableOptions(BaseTableStructureOptions):
 
     kind: ClassVar[str] = "ray_rag_slanet_plus"
     scale: float = 2.0  # table crops are rendered at 144 dpi
+    # points of page around the table box; each margin is one SLANet-plus run, the best-fitting grid wins
+    margins: tuple[float, ...] = (0.0, 5.0, 10.0)
     num_threads: int = 1
 
 
@@ -32,7 +36,9 @@ class SlanetTableModel(BaseTableStructureModel):
 
     SLANet-plus predicts the HTML skeleton and one box per cell; each word cell of the PDF
     parser (no OCR needed) goes to the predicted cell it overlaps most, so cell text is the
-    exact text layer.
+    exact text layer. Its boxes are first stretched onto the words' extent (they drift on long
+    tables), the crop is tried at a few margins (the prediction shifts with it), and the lines
+    of multi-line cells it split into rows are joined back (``table_rows``).
     """
 
     def __init__(
@@ -92,59 +98,60 @@ class SlanetTableModel(BaseTableStructureModel):
                 words.append(cell)
         return words
 
+    def _slanet(self, page: Page, cluster: Cluster, margin: float) -> tuple[list[str], np.ndarray]:
+        """SLANet-plus on the table box grown by ``margin`` points: HTML tokens, cell boxes in page points."""
+        assert page.size is not None
+        scale = self.options.scale
+        box = BoundingBox(
+            l=max(cluster.bbox.l - margin, 0.0),
+            t=max(cluster.bbox.t - margin, 0.0),
+            r=min(cluster.bbox.r + margin, page.size.width),
+            b=min(cluster.bbox.b + margin, page.size.height),
+            coord_origin=CoordOrigin.TOPLEFT,
+        )
+        crop = page.get_image(scale=scale, cropbox=box)
+        if crop is None or crop.width <= 4 or crop.height <= 4:
+            return [], np.zeros((0, 4))
+        # grey with stretched contrast: on a tinted background SLANet-plus sees one cell
+        img = to_bgr(ImageOps.autocontrast(crop.convert("L"), cutoff=1))
+        with self._lock:
+            structure, raw_boxes, _ = self._structurer(img.copy())
+        if not structure or raw_boxes is None or not len(raw_boxes):
+            return [], np.zeros((0, 4))
+        boxes = _slanet_boxes(img, np.asarray(raw_boxes, dtype=float)) / scale
+        return structure, boxes + [box.l, box.t, box.l, box.t]
+
     def _predict_table(self, page: Page, cluster: Cluster, segmented: Any) -> Table:
         assert page.size is not None
         words = self._words(page, cluster, segmented)
-        scale = self.options.scale
-        box = cluster.bbox
-        crop = page.get_image(scale=scale, cropbox=box)
-        structure: list[str] = []
-        cell_boxes = np.zeros((0, 4))
-        if crop is not None and crop.width > 4 and crop.height > 4 and words:
-            img = to_bgr(crop)
-            with self._lock:
-                structure, raw_boxes, _ = self._structurer(img.copy())
-            if structure and raw_boxes is not None and len(raw_boxes):
-                cell_boxes = _slanet_boxes(img, np.asarray(raw_boxes, dtype=float))
-        logic = self._matcher.decode_logic_points(structure) if structure else []
-        if not logic or len(logic) != len(cell_boxes):
+        if not words:
             return _single_cell_table(page, cluster, words)
-
-        # word -> predicted cell with the highest overlap (ties/misses: nearest centre)
-        texts: list[list[str]] = [[] for _ in logic]
-        for word in words:
-            wb = word.rect.to_bounding_box()
-            wx0, wy0 = (wb.l - box.l) * scale, (wb.t - box.t) * scale
-            wx1, wy1 = (wb.r - box.l) * scale, (wb.b - box.t) * scale
-            ix = np.clip(np.minimum(cell_boxes[:, 2], wx1) - np.maximum(cell_boxes[:, 0], wx0), 0, None)
-            iy = np.clip(np.minimum(cell_boxes[:, 3], wy1) - np.maximum(cell_boxes[:, 1], wy0), 0, None)
-            overlap = ix * iy
-            if overlap.max() > 0:
-                best = int(overlap.argmax())
-            else:
-                cx, cy = (wx0 + wx1) / 2, (wy0 + wy1) / 2
-                centres = np.stack(
-                    [
-                        (cell_boxes[:, 0] + cell_boxes[:, 2]) / 2,
-                        (cell_boxes[:, 1] + cell_boxes[:, 3]) / 2,
-                    ],
-                    axis=1,
-                )
-                best = int(np.abs(centres - [cx, cy]).sum(axis=1).argmin())
-            texts[best].append(word.text.strip())
+        word_boxes = np.array([[b.l, b.t, b.r, b.b] for b in (word.rect.to_bounding_box() for word in words)])
+        # SLANet-plus's answer shifts with the crop: try a few margins, keep the best-fitting grid
+        best: tuple[float, list[str], list[tuple[int, int, int, int]], np.ndarray, list[list[str]]] | None = None
+        for margin in self.options.margins:
+            structure, cell_boxes = self._slanet(page, cluster, margin)
+            logic = self._matcher.decode_logic_points(structure) if structure else []
+            if not logic or len(logic) != len(cell_boxes):
+                continue
+            cell_boxes = fit_to_extent(cell_boxes, word_boxes)
+            owner, fit = assign_words(word_boxes, cell_boxes)
+            texts: list[list[str]] = [[] for _ in logic]
+            for word, cell in zip(words, owner, strict=True):
+                texts[cell].append(word.text.strip())
+            score = sum(1 for t in texts if t) * fit  # cells filled, weighted by how well words sit in them
+            if best is None or score > best[0]:
+                best = (score, structure, logic, cell_boxes, texts)
+        if best is None:
+            return _single_cell_table(page, cluster, words)
+        _score, structure, logic, cell_boxes, texts = best
 
         header_rows = _header_rows(structure)
         table_cells: list[TableCell] = []
         for (r0, r1, c0, c1), cbox, parts in zip(logic, cell_boxes, texts, strict=True):
             table_cells.append(
                 TableCell(
-                    bbox=BoundingBox(
-                        l=box.l + cbox[0] / scale,
-                        t=box.t + cbox[1] / scale,
-                        r=box.l + cbox[2] / scale,
-                        b=box.t + cbox[3] / scale,
-                        coord_origin=CoordOrigin.TOPLEFT,
-                    ),
+                    bbox=BoundingBox(l=cbox[0], t=cbox[1], r=cbox[2], b=cbox[3], coord_origin=CoordOrigin.TOPLEFT),
                     row_span=r1 - r0 + 1,
                     col_span=c1 - c0 + 1,
                     start_row_offset_idx=r0,
@@ -155,6 +162,10 @@ class SlanetTableModel(BaseTableStructureModel):
                     column_header=r0 < header_rows,
                 )
             )
+        grey = page.get_image(scale=self.options.scale, cropbox=cluster.bbox)
+        if grey is not None:  # rows split from multi-line cells, unless a rule divides them
+            ruled = rule_finder(grey.convert("L"), cluster.bbox, self.options.scale)
+            table_cells = merge_unruled_rows(table_cells, header_rows, ruled)
         num_rows = max(c.end_row_offset_idx for c in table_cells)
         num_cols = max(c.end_col_offset_idx for c in table_cells)
         return Table(
@@ -182,6 +193,44 @@ def _slanet_boxes(img: np.ndarray, raw: np.ndarray) -> np.ndarray:
     raw[:, 1::2] *= 488 / (h * ratio)
     xs, ys = raw[:, 0::2], raw[:, 1::2]
     return np.stack([xs.min(axis=1), ys.min(axis=1), xs.max(axis=1), ys.max(axis=1)], axis=1)
+
+
+def fit_to_extent(cell_boxes: np.ndarray, word_boxes: np.ndarray) -> np.ndarray:
+    """Stretch the predicted cell boxes, per axis, onto the extent of the table's words.
+
+    SLANet-plus regresses its boxes on a 488 px input: on a table of many rows they drift,
+    typically shrinking towards the top, so that lower rows overlap the words of the row above.
+    The words fix the true extent; a linear map from the boxes' extent onto theirs removes
+    the drift while keeping the predicted order and proportions.
+    """
+    if len(cell_boxes) < 2 or len(word_boxes) < 2:
+        return cell_boxes
+    fitted = cell_boxes.copy()
+    for lo, hi in ((0, 2), (1, 3)):
+        src0, src1 = cell_boxes[:, lo].min(), cell_boxes[:, hi].max()
+        dst0, dst1 = word_boxes[:, lo].min(), word_boxes[:, hi].max()
+        if src1 - src0 > 1 and dst1 - dst0 > 1:
+            factor = (dst1 - dst0) / (src1 - src0)
+            fitted[:, lo] = dst0 + (cell_boxes[:, lo] - src0) * factor
+            fitted[:, hi] = dst0 + (cell_boxes[:, hi] - src0) * factor
+    return fitted
+
+
+def assign_words(word_boxes: np.ndarray, cell_boxes: np.ndarray) -> tuple[list[int], float]:
+    """Each word's cell (largest overlap; none: nearest centre), and the mean share of word area inside it."""
+    owners: list[int] = []
+    inside = 0.0
+    centres = np.stack([(cell_boxes[:, 0] + cell_boxes[:, 2]) / 2, (cell_boxes[:, 1] + cell_boxes[:, 3]) / 2], axis=1)
+    for wx0, wy0, wx1, wy1 in word_boxes:
+        ix = np.clip(np.minimum(cell_boxes[:, 2], wx1) - np.maximum(cell_boxes[:, 0], wx0), 0, None)
+        iy = np.clip(np.minimum(cell_boxes[:, 3], wy1) - np.maximum(cell_boxes[:, 1], wy0), 0, None)
+        overlap = ix * iy
+        if overlap.max() > 0:
+            owners.append(int(overlap.argmax()))
+            inside += float(overlap.max()) / max((wx1 - wx0) * (wy1 - wy0), 1e-6)
+        else:
+            owners.append(int(np.abs(centres - [(wx0 + wx1) / 2, (wy0 + wy1) / 2]).sum(axis=1).argmin()))
+    return owners, inside / max(len(word_boxes), 1)
 
 
 def _header_rows(structure: list[str]) -> int:
