@@ -72,12 +72,22 @@ class Side:
         return env
 
     def prepare_home(self, home: Path) -> None:
+        """The side's Dagster instance, as its own code sets it up for a user, with its SQLite storages created
+        now, from one process: a webserver, a daemon and this harness creating them at once can stamp the schema
+        twice ("alembic_version has more than one head")."""
         (home / "dagster").mkdir(parents=True, exist_ok=True)
         config = home / "dagster" / "dagster.yaml"
+        if self.has_module("ray_rag_dagster.dagster_home"):
+            # The code writes its own dagster.yaml (event-log storage, run queue, monitoring): a bench that wrote
+            # one first would measure Dagster's defaults instead of the product.
+            code = ("import dagster as dg; from ray_rag_dagster.dagster_home import prepare_dagster_home; "
+                    "from ray_rag_dagster.settings import Settings; "
+                    "dg.DagsterInstance.from_config(str(prepare_dagster_home(Settings()))).dispose()")
+            subprocess.run([sys.executable, "-c", code], env=self.env(home), cwd=home, check=True,
+                           capture_output=True)
+            return
         if not config.exists():
             config.write_text("telemetry:\n  enabled: false\n")
-        # Create the instance's SQLite storages now, from one process: a webserver, a daemon and this harness
-        # creating them at once can stamp the schema twice ("alembic_version has more than one head").
         import dagster as dg
 
         with dg.DagsterInstance.from_config(str(home / "dagster")):
