@@ -27,7 +27,8 @@ Adjustments to Presidio's defaults, each for a reason:
 - phone: Presidio's recognizer with "valid number" leniency for its default regions. Without a "+" or a
   phone label just before it, a number is dropped when it is one bare digit run (``1234567890``: an
   identifier), bare space-separated digit groups (``240 238 1500``: a row of counts), has fewer than 9
-  digits (``1645–1650``: a page range), holds a section number (``36 9.2.2.1`` in a table of contents)
+  digits (``1645–1650``: a page range), holds three lone digits or more (``1 -2 2 -.3 3 4 5 7 8 8``: a
+  table's row of visit numbers), holds a section number (``36 9.2.2.1`` in a table of contents)
   or starts with a year (``2017-0045-12``); a "+" number that starts as a signed decimal (``+1.2 240 80``)
   is dropped too.
   Without these rules the detector's only findings on the three real protocols' text layer were a page
@@ -63,6 +64,10 @@ _NOT_A_PHONE = re.compile(r"\d\.\d{1,2}\.\d|^(?:19|20)\d\d[-\u2010-\u2013/.]")
 # group of the number ("+33.1.23.45.67.89").
 _SIGNED_DECIMAL = re.compile(r"\+\d+[.,]\d+(?=.*[^\d.])")
 _MIN_UNLABELLED_DIGITS = 9  # a bare national number shorter than this is a range or count ("1645–1650")
+# Phone numbers are grouped in twos to fours; several lone digits are a row of visit or week numbers from a
+# table header ("VISIT 1 -2 2 -.3 3 4 5 7 8 8").
+_SINGLE_DIGIT_GROUP = re.compile(r"(?<!\d)\d(?!\d)")
+_MAX_SINGLE_DIGIT_GROUPS = 3
 _LABEL_WINDOW = 24
 
 # --- views of the text -------------------------------------------------------------------------------
@@ -159,6 +164,7 @@ def _phone_shaped(text: str, start: int, value: str) -> bool:
         or _BARE_DIGIT_GROUPS.fullmatch(value)
         or _NOT_A_PHONE.search(value)
         or digits < _MIN_UNLABELLED_DIGITS
+        or len(_SINGLE_DIGIT_GROUP.findall(value)) >= _MAX_SINGLE_DIGIT_GROUPS
     )
 
 

@@ -108,6 +108,7 @@ def test_counts_kinds_never_values() -> None:
         "ISBN 978-3-16-148410-0, bare digits 1234567890.",
         "Randomized Treated Year 240 80 2024",
         "Screened Randomized Planned 240 238 1500",
+        "| VISIT | 1 | -2 | 2 | -.3 | 3 4 5 7 8 8 |\n| ACTIVITY WEEK | X | 0 | 2 |",
         "| Randomized | Treated | Year |\n|---|---|---|\n| 240 | 80 | 2024 |",
         "| Change | +1.2 | 240 | 80 | 2024 |",
         "Dose 10 mg/kg\n3.5-5.0 mmol/L\nNCT03421379\nPage 12 of 73",
