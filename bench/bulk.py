@@ -10,6 +10,9 @@ Speed-up = new pages/s ÷ old pages/s. A third side, the new code with the stati
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -56,10 +59,6 @@ def ingest_side(side: Side, home: Path, paths: list[Path], cwd: Path, pages: int
 def _static_model_into(side: Side, home: Path, cwd: Path) -> None:
     """Put the distilled static model into ``home`` before its ingest: distilling is a one-time step of an
     install (≈100 s, README *Performance*), not part of ingesting. Distilled once into the bench cache."""
-    import shutil
-    import subprocess
-    import sys
-
     cache = datasets.cache_dir() / "models"
     code = ("import sys; from pathlib import Path; from ray_rag_dagster.backends.static_embedder import "
             "ensure_static_model; ensure_static_model(Path(sys.argv[1]), 'all-MiniLM-L6-v2')")

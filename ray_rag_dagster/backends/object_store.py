@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
+from stat import S_ISREG
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,9 +120,10 @@ class LocalObjectStore(ObjectStore):
         path = self._path(key)
         try:
             stat = path.stat()
-            return ObjectInfo(key=key, size=stat.st_size, etag=self._etag(path, stat)) if path.is_file() else None
         except FileNotFoundError:
             return None
+        # One stat serves both: a folder (a bare prefix) is no object.
+        return ObjectInfo(key=key, size=stat.st_size, etag=self._etag(path, stat)) if S_ISREG(stat.st_mode) else None
 
     def list(self, prefix: str) -> list[ObjectInfo]:
         base = self.root / prefix

@@ -66,8 +66,8 @@ _SIGNED_DECIMAL = re.compile(r"\+\d+[.,]\d+(?=.*[^\d.])")
 _MIN_UNLABELLED_DIGITS = 9  # a bare national number shorter than this is a range or count ("1645–1650")
 # Phone numbers are grouped in twos to fours; several lone digits are a row of visit or week numbers from a
 # table header ("VISIT 1 -2 2 -.3 3 4 5 7 8 8").
-_SINGLE_DIGIT_GROUP = re.compile(r"(?<!\d)\d(?!\d)")
-_MAX_SINGLE_DIGIT_GROUPS = 3
+_LONE_DIGIT = re.compile(r"(?<!\d)\d(?!\d)")
+_LONE_DIGITS_OF_A_ROW = 3
 _LABEL_WINDOW = 24
 
 # --- views of the text -------------------------------------------------------------------------------
@@ -164,7 +164,7 @@ def _phone_shaped(text: str, start: int, value: str) -> bool:
         or _BARE_DIGIT_GROUPS.fullmatch(value)
         or _NOT_A_PHONE.search(value)
         or digits < _MIN_UNLABELLED_DIGITS
-        or len(_SINGLE_DIGIT_GROUP.findall(value)) >= _MAX_SINGLE_DIGIT_GROUPS
+        or len(_LONE_DIGIT.findall(value)) >= _LONE_DIGITS_OF_A_ROW
     )
 
 
