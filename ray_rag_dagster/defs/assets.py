@@ -341,6 +341,12 @@ def _stream(
             finished.add(document.document_id)
             remove_document(settings, document.document_id)
             context.log.warning(f"{document.name}: deleted while at {result.stage} ({result.error})")
+        elif (gone := still_wanted(document, result.stage)) is not None:
+            # Failed because its version was replaced under it (the newer run removed this version's outputs
+            # mid-stage): the newer version wins, this one is gone, not FAILED.
+            finished.add(document.document_id)
+            remove_version(settings, document)
+            context.log.warning(f"{gone}; stopped at {result.stage} ({result.error})")
         else:
             finished.add(document.document_id)
             status.fail(document.document_id, document.version, result.stage, result.error or "failed")
