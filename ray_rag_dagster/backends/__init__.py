@@ -57,7 +57,7 @@ def build_embedder(settings: Settings, *, query_threads: int | None = None) -> E
         from ray_rag_dagster.backends.onnx_embedder import OnnxEmbedder
 
         return OnnxEmbedder(settings.models_dir, settings.embed_model, settings.embed_batch_size,
-                            num_threads=query_threads)
+                            num_threads=query_threads, precision=settings.onnx_precision)
     from ray_rag_dagster.backends.embedder import LocalEmbedder
 
     return LocalEmbedder(settings.embed_model, settings.embed_batch_size)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -61,23 +62,48 @@ class OnnxModelFiles:
         return self.model.is_file() and self.tokenizer.is_file() and self.config.is_file()
 
 
-def onnx_model_files(models_dir: Path, model_name: str, attention: str = "eager") -> OnnxModelFiles:
+def onnx_model_files(models_dir: Path, model_name: str, attention: str = "eager", precision: str = "fp32") -> OnnxModelFiles:
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model_name)
-    return OnnxModelFiles(Path(models_dir) / f"{slug}.onnx-v{_FORMAT_OF_ATTENTION[attention]}")
+    suffix = "" if precision == "fp32" else f"-{precision}"
+    return OnnxModelFiles(Path(models_dir) / f"{slug}.onnx-v{_FORMAT_OF_ATTENTION[attention]}{suffix}")
 
 
-def ensure_onnx_model(models_dir: Path, model_name: str, attention: str = "eager") -> OnnxModelFiles:
-    """Export ``model_name`` to ONNX once; later calls (any process) find it on disk."""
-    files = onnx_model_files(models_dir, model_name, attention)
+def ensure_onnx_model(models_dir: Path, model_name: str, attention: str = "eager", precision: str = "fp32") -> OnnxModelFiles:
+    """Export ``model_name`` to ONNX once (and quantize it, for ``precision="int8"``); later calls (any
+    process) find it on disk."""
+    files = onnx_model_files(models_dir, model_name, attention, precision)
     if files.complete():
         return files
     from filelock import FileLock
 
+    full = ensure_onnx_model(models_dir, model_name, attention) if precision == "int8" else None
     files.folder.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(files.folder) + ".lock"):
         if not files.complete():  # another worker may have finished while this one waited
-            _export(model_name, files, attention)
+            if full is None:
+                _export(model_name, files, attention)
+            else:
+                _quantize(full, files)
     return files
+
+
+def _quantize(full: OnnxModelFiles, files: OnnxModelFiles) -> None:
+    """The fp32 graph with its MatMul weights in int8, one scale per output channel (dynamic quantization).
+
+    Measured on 300 protocol chunks, one thread: 2.7× the chunks/s of fp32, vectors at cosine 0.994 mean,
+    0.986 min to fp32's. Per-tensor scales (one per weight matrix) drift to cosine 0.94 mean, 0.79 min, and
+    quantizing the embedding lookup too is worse still: the outlier channels of BERT's weights need their own
+    scale. Only MatMul: the embeddings (Gather) stay fp32.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    staging = Path(tempfile.mkdtemp(prefix=files.folder.name + ".", dir=files.folder.parent))
+    quantize_dynamic(str(full.model), str(staging / files.model.name), weight_type=QuantType.QInt8,
+                     per_channel=True, op_types_to_quantize=["MatMul"])
+    shutil.copy(full.tokenizer, staging / files.tokenizer.name)
+    config = json.loads(full.config.read_text())
+    (staging / files.config.name).write_text(json.dumps({**config, "precision": "int8"}, indent=2))
+    _move_into_place(staging, files)
 
 
 def _export(model_name: str, files: OnnxModelFiles, attention: str) -> None:
@@ -134,9 +160,11 @@ def _export(model_name: str, files: OnnxModelFiles, attention: str) -> None:
         "torch": torch.__version__,
     }
     (staging / files.config.name).write_text(json.dumps(config, indent=2))
-    if files.folder.exists():  # an incomplete folder left by a killed export
-        import shutil
+    _move_into_place(staging, files)
 
+
+def _move_into_place(staging: Path, files: OnnxModelFiles) -> None:
+    if files.folder.exists():  # an incomplete folder left by a killed export
         shutil.rmtree(files.folder)
     staging.rename(files.folder)
 
@@ -184,10 +212,11 @@ class OnnxEmbedder(WindowPoolingEmbedder):
         num_threads: int | None = None,
         max_batch_tokens: int = 512,
         attention: str = "eager",
+        precision: str = "fp32",
     ) -> None:
-        files = ensure_onnx_model(models_dir, model_name, attention)
+        files = ensure_onnx_model(models_dir, model_name, attention, precision)
         self.tokenizer_path = files.tokenizer
-        self.name = model_name
+        self.name = model_name if precision == "fp32" else f"{model_name}-{precision}"
         self.batch_size = batch_size
         # Measured (bench/): 8 full 256-token windows per batch ran faster than 32 and peaked at ~385 MB
         # instead of ~1050 MB (ONNX Runtime's arena keeps the largest batch's attention buffers). On token-dense

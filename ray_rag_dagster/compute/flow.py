@@ -19,6 +19,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import logging
@@ -42,11 +43,15 @@ from ray_rag_dagster.stages.enrich import run_enrich
 from ray_rag_dagster.stages.extract import merge_extract, plan_extract, run_extract
 from ray_rag_dagster.stages.load import run_load
 from ray_rag_dagster.stages.manifest import DocumentRef, StageOutput
+from ray_rag_dagster.stages.source import run_while_current
 
 _log = logging.getLogger(__name__)
 
 STAGES = ("extract", "chunk", "enrich", "embed", "load")
 _STAGE_FUNCTIONS = {"chunk": run_chunk, "enrich": run_enrich, "embed": run_embed, "load": run_load}
+# Tasks that write a version's files: their writes are removed again if the PDF left while they ran (the
+# load's rows are undone by the run, which completes the document only if it is still wanted).
+_WRITING_KINDS = ("shard", "merge", "chunk", "enrich", "embed")
 # Lower runs first: finish documents already under way before starting new ones.
 _PRIORITY = {"load": 0, "embed": 1, "enrich": 2, "chunk": 3, "merge": 4, "shard": 5, "plan": 6}
 _TRANSIENT = (
@@ -183,6 +188,7 @@ def run_stages(
     yield from results
 
     function = {"plan": plan_extract, "shard": run_extract, "merge": merge_extract, **_STAGE_FUNCTIONS}
+    function.update({kind: functools.partial(run_while_current, function[kind]) for kind in _WRITING_KINDS})
     while (ready or in_flight) and not (cancel and cancel.is_set()):
         # Submit the most urgent runnable tasks to idle workers.
         deferred: list[_Task] = []

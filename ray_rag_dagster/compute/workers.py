@@ -62,7 +62,7 @@ class StageWorker:
 
     def run(self, fn: Callable[..., Any], args: tuple, recycle_after: int = 0) -> CallResult:
         placement = Placement(ray.get_runtime_context().get_node_id(), socket.gethostname(), os.getpid())
-        counts = recycle_after > 0 and getattr(fn, "__name__", "") == "run_extract"
+        counts = recycle_after > 0  # asked for by extraction calls only
         try:
             outcome, value = "ok", fn(*args)
         except DocumentGone as error:
