@@ -202,12 +202,13 @@ def _statuses(counts: dict[str, int]) -> str:
 
 def _bulk(result: dict[str, Any], out: Path) -> str:
     rows = []
-    sides = [side for side in ("old", "new", "new_static") if side in result]
+    sides = [side for side in ("old", "new", "new_minilm", "new_static") if side in result]
+    labels = {"new_minilm": "new, MiniLM int8 embedder", "new_static": "new, static embedder"}
     for side in sides:
         r = result[side]
         stages = r.get("stage_seconds", {})
         rows.append({
-            "side": side.replace("new_static", "new, static embedder"), "wall s": r["wall_seconds"], "pages/s": r["pages_per_second"],
+            "side": labels.get(side, side), "wall s": r["wall_seconds"], "pages/s": r["pages_per_second"],
             "CPU busy (all cores)": _pct(r["cpu_busy_fraction"]), "statuses": _statuses(r["statuses"]),
             "min MemAvailable": f"{r['mem_available_min_pct']} %", "Ray clusters (max)": r["ray_clusters_max"],
             "Dagster runs": r["dagster"]["runs"],
@@ -220,13 +221,14 @@ def _bulk(result: dict[str, Any], out: Path) -> str:
             f"{result['new'].get('stage_seconds', {}).get('source', '–')}.\n\n" + _table(rows)
             + f"\n**speed-up (new ÷ old pages/s): {result['speedup_new_over_old']}**; all COMPLETED: old "
             f"{result['old']['all_completed']}, new {result['new']['all_completed']}.\n")
-    if "new_static" in result:
-        text += (f"\nWith the static embedder option: speed-up {result['speedup_new_static_over_old']}, all COMPLETED "
-                 f"{result['new_static']['all_completed']}.\n")
+    for side in ("new_minilm", "new_static"):
+        if side in result:
+            text += (f"\n{labels[side]}: speed-up {result[f'speedup_{side}_over_old']}, all COMPLETED "
+                     f"{result[side]['all_completed']}.\n")
     for side in sides:
         for failure in result[side]["dagster"].get("failures", []):
             text += f"\n- {side}: failed run: `{failure}`\n"
-    text += _bar_plot(out / "bulk_pages_per_second.png", [side.replace("new_static", "new, static") for side in sides],
+    text += _bar_plot(out / "bulk_pages_per_second.png", [labels.get(side, side) for side in sides],
                       [result[side]["pages_per_second"] for side in sides],
                       f"Bulk ingest of {result['documents']} PDFs", "pages/s")
     return text

@@ -49,6 +49,11 @@ GROUNDTRUTH = SHARED_DATA / "groundtruth"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The embedders' one-time builds (distilled static model, ONNX export), kept between tests and test runs: every
+# test's fresh state folder would otherwise rebuild them (≈ 30 s each). The builds themselves are tested with
+# their own folders (tests/backends/test_static_embedder.py, test_onnx_embedder.py).
+MODEL_CACHE = Path(__file__).resolve().parent / "artifacts" / "models"
+os.environ.setdefault("RAY_RAG_MODEL_CACHE", str(MODEL_CACHE))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -161,7 +161,9 @@ def _files(home: Path) -> set[str]:
             if path.is_file() and not path.name.endswith(("-wal", "-shm"))}
 
 
-def test_reset_keeps_the_inbox_and_models_and_asks_first(tmp_path: Path, private_cluster_dir: None) -> None:
+def test_reset_keeps_the_inbox_and_models_and_asks_first(tmp_path: Path, private_cluster_dir: None,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAY_RAG_MODEL_CACHE")  # the models in the state folder, as a user has them
     home = tmp_path / "home"
     files = _state_folder(home)
     before = _files(home)

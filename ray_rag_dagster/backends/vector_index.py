@@ -164,11 +164,15 @@ def _schema(dimension: int) -> pa.Schema:
     )
 
 
+class EmbedderMismatch(ValueError):
+    """Vectors of one embedder offered to an index built with another."""
+
+
 class LanceDBIndex(VectorIndex):
     """LanceDB embedded in a local folder, with a native full-text index on the chunk text."""
 
     def __init__(
-        self, path: Path, table_name: str = "chunks", text_weight: float = 0.7,
+        self, path: Path, table_name: str = "chunks", text_weight: float = 0.85,
         vector_index_min_rows: int = VECTOR_INDEX_MIN_ROWS,
     ) -> None:
         import lancedb
@@ -232,6 +236,7 @@ class LanceDBIndex(VectorIndex):
                 table = self.db.create_table(self.table_name, data=data)
                 table.create_index("search_text", config=FTS())
                 return 0
+            self._require_dimension(table, dimension, f"{document_id}'s vectors ({records[0].embed_model})")
             (
                 table.merge_insert("id")
                 .when_matched_update_all()
@@ -292,6 +297,18 @@ class LanceDBIndex(VectorIndex):
             return table.count_rows()
         return table.count_rows(f"document_id = '{safe_document_id(document_id)}'")
 
+    def _require_dimension(self, table: Any, dimension: int, what: str) -> None:
+        """Refuse vectors of another embedder than the index's (the embedder setting changed since the
+        documents were indexed): mixed vectors would make every similarity meaningless."""
+        indexed = table.schema.field("vector").type.list_size
+        if indexed != dimension:
+            [row] = table.search().select(["embed_model"]).limit(1).to_list() or [{"embed_model": "?"}]
+            raise EmbedderMismatch(
+                f"the index in {self.path} holds {indexed}-d vectors made by {row['embed_model']}, but {what} "
+                f"{'is' if what.startswith('the') else 'are'} {dimension}-d: the embedder setting (RAY_RAG_EMBEDDER) "
+                "changed since it was built; set it back, or rebuild the index: `ray-rag reset`, then ingest again"
+            )
+
     @staticmethod
     def _named_document(table: Any, query: str) -> str | None:
         """The one document an identifier in the query (a study code such as ``LZZT`` or ``BP30037``: a word
@@ -340,6 +357,7 @@ class LanceDBIndex(VectorIndex):
         # Each leg returns more candidates than asked for, so fusion can lift a passage that only one
         # leg ranks highly.
         candidates = max(k * CANDIDATES_PER_HIT, MIN_CANDIDATES)
+        self._require_dimension(table, int(vector.shape[0]), "the query's vector")
         scores, by_id = self._fused(table, query, vector, candidates)
         ranked = sorted(scores, key=lambda row_id: scores[row_id], reverse=True)
         scope = self._named_document(table, query)

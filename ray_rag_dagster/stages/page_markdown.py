@@ -19,7 +19,7 @@ ELEMENT_SEPARATOR = f"\n\n{BOUNDARY}\n\n"
 # short, and no sentence-final punctuation: a title rather than a line of text
 _TITLE_LIKE = re.compile(r"^(?=.*\w).{1,80}(?<![.,;:!?])$")
 _BULLET = "•◦▪▫●○■□‣⁃∙·➢➤►▶✓✔-–—*o\uf0b7\uf0a7\uf0d8\uf076"
-_BULLET_START = re.compile(rf"^\s*[{re.escape(_BULLET)}]\s+")
+BULLET_START = re.compile(rf"^\s*[{re.escape(_BULLET)}]\s+")
 # unambiguous bullet glyphs (not hyphens or letters); each one starts a list item
 _BULLET_GLYPH = re.compile(r"(?:^|\s)[•◦▪●○■‣⁃➢➤►▶✓✔\uf0b7\uf0a7\uf0d8\uf076](?:\s|$)")
 
@@ -81,16 +81,19 @@ def render_pages(doc: DoclingDocument, page_count: int) -> dict[int, tuple[list[
         elif isinstance(item, TextItem):
             # a paragraph docling merged across a page break is split back at the break
             for piece_page, text in _page_pieces(item):
-                if isinstance(item, TitleItem):
+                # "· CNS imaging (CT scan or MRI of brain) compatible with AD": a list line, whatever the layout
+                # model called it; as a heading it would cut the item off its own text
+                bulleted = BULLET_START.match(text) is not None
+                if isinstance(item, TitleItem) and not bulleted:
                     text = f"# {text}"
-                elif item.self_ref in unique_headers and _TITLE_LIKE.match(text):
+                elif item.self_ref in unique_headers and _TITLE_LIKE.match(text) and not bulleted:
                     text = f"## {text}"  # a lone title CDLA took for a page header
-                elif isinstance(item, SectionHeaderItem) and _header_key(text) not in running_headers:
+                elif isinstance(item, SectionHeaderItem) and _header_key(text) not in running_headers and not bulleted:
                     text = f"{'#' * min(max(item.level, 1) + 1, 6)} {text}"
                 elif isinstance(item, CodeItem):
                     text = f"```\n{text}\n```"
                 elif isinstance(item, ListItem):
-                    text = _BULLET_START.sub("", text)
+                    text = BULLET_START.sub("", text)
                     parent = item.parent.cref if item.parent else None
                     elements = out.get(piece_page, ([], 0, 0))[0]
                     if list_parent is not None and parent == list_parent and elements:
@@ -98,6 +101,8 @@ def render_pages(doc: DoclingDocument, page_count: int) -> dict[int, tuple[list[
                         continue
                     list_parent = parent
                     text = f"- {text}"
+                elif bulleted:
+                    text = f"- {BULLET_START.sub('', text)}"
                 elif item.label == DocItemLabel.CAPTION:
                     text = f"*{text}*"
                 elif _BULLET_GLYPH.search(text):

@@ -5,24 +5,31 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ray_rag_dagster.backends.vector_index import VECTOR_INDEX_MAX_DELTAS, IndexRecord, LanceDBIndex, fuse
+from ray_rag_dagster.backends.vector_index import (
+    VECTOR_INDEX_MAX_DELTAS,
+    EmbedderMismatch,
+    IndexRecord,
+    LanceDBIndex,
+    fuse,
+)
 from ray_rag_dagster.ids import chunk_id, content_hash
 
 DOC_A, DOC_B = "protocol-a-aaaaaaaa", "protocol-b-bbbbbbbb"
 
 
-def records(document_id: str, version: str, texts: list[str], seed: int = 0) -> list[IndexRecord]:
+def records(document_id: str, version: str, texts: list[str], seed: int = 0, dimension: int = 8,
+            model: str = "test") -> list[IndexRecord]:
     rng = np.random.default_rng(seed)
     out = []
     for index, text in enumerate(texts):
-        vector = rng.normal(size=8).astype(np.float32)
+        vector = rng.normal(size=dimension).astype(np.float32)
         out.append(
             IndexRecord(
                 id=chunk_id(document_id, content_hash(text)), document_id=document_id, processing_version=version,
                 source_key=f"input/{document_id}.pdf", chunk_index=index, page_start=index + 1, page_end=index + 1,
                 heading_path="Protocol > Eligibility", text=text, content_hash=content_hash(text),
                 entities={"people": [], "organizations": [], "medications": ["metformin"]},
-                key_phrases=["eligibility"], redactions={"email": 1}, embed_model="test",
+                key_phrases=["eligibility"], redactions={"email": 1}, embed_model=model,
                 vector=vector / np.linalg.norm(vector),
             )
         )
@@ -116,3 +123,16 @@ def test_a_large_table_gets_a_vector_index_and_every_row_stays_indexed(tmp_path:
         index.replace_document(document_id, records(document_id, "v1", [f"Note {number}."], seed=10 + number))
     table = index.db.open_table("chunks")
     assert 1 <= table.index_stats("vector_idx").num_indices <= VECTOR_INDEX_MAX_DELTAS
+
+
+def test_vectors_of_another_embedder_are_refused_with_a_reason(tmp_path: Path) -> None:
+    """The embedder setting changed (384-d MiniLM index, 256-d static model now): loads and searches say so,
+    instead of LanceDB's shape error or, worse, similarities between two unrelated vector spaces."""
+    index = LanceDBIndex(tmp_path / "db")
+    index.replace_document(DOC_A, records(DOC_A, "v1", ["Participants aged 18 to 75 years."], dimension=384,
+                                          model="all-MiniLM-L6-v2-int8"))
+    with pytest.raises(EmbedderMismatch, match=r"384-d vectors made by all-MiniLM-L6-v2-int8.*256-d.*ray-rag reset"):
+        index.replace_document(DOC_B, records(DOC_B, "v1", ["Other text."], dimension=256, model="static256"))
+    with pytest.raises(EmbedderMismatch, match="the query's vector is 256-d"):
+        index.search("participants", np.ones(256, dtype=np.float32) / 16, 3)
+    assert index.count() == 1 and index.search("participants", np.ones(384, dtype=np.float32) / np.sqrt(384), 3)

@@ -41,7 +41,7 @@ from tests.conftest import PDFS
 pytestmark = pytest.mark.slow
 
 PROTOCOL = "CDISC_Pilot_Study.pdf"
-MINILM_DIMENSION = 384
+DEFAULT_DIMENSION = 256  # the default embedder's (the static model distilled from MiniLM)
 
 
 @dataclass
@@ -116,7 +116,7 @@ def test_all_checks_pass_on_real_stage_output(ingested: Ingested) -> None:
     for name, result in results.items():
         assert result.passed, (name, result.description)
     assert results["tables_not_split"].metadata["tables_fitting_target"].value > 0
-    assert results["every_chunk_embedded"].metadata["dimension"].value == MINILM_DIMENSION
+    assert results["every_chunk_embedded"].metadata["dimension"].value == DEFAULT_DIMENSION
     retrieval = results["retrieval_quality"].metadata
     assert retrieval["evaluated"].value is True
     assert retrieval["questions"].value > 50
@@ -148,7 +148,7 @@ def test_a_missing_vector_or_a_wrong_dimension_fails(ingested: Ingested, tmp_pat
     buffer = io.BytesIO()
     np.save(buffer, vectors[:-1], allow_pickle=False)
     store.put_bytes(vectors_key, buffer.getvalue())
-    outcome = check_every_chunk_embedded(settings, manifest, expected_dimension=MINILM_DIMENSION)
+    outcome = check_every_chunk_embedded(settings, manifest, expected_dimension=DEFAULT_DIMENSION)
     assert not outcome.passed
     assert outcome.metadata["vectors"] == outcome.metadata["enriched_chunks"] - 1
     assert outcome.severity == dg.AssetCheckSeverity.ERROR

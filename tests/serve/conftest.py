@@ -80,16 +80,8 @@ def _records(settings: Settings, document_id: str, key: str, chunks: list[tuple[
     return records
 
 
-# The exported ONNX model, kept between test runs (tests/backends/test_onnx_embedder.py tests the export itself):
-# a fresh state folder would spend ~15 s exporting it again.
-MODELS_CACHE = Path(__file__).resolve().parents[1] / "artifacts" / "models"
-
-
-def build_search_state(home: Path, inputs: Path, models: Path | None = MODELS_CACHE) -> SearchState:
-    if models is not None:
-        models.mkdir(parents=True, exist_ok=True)
-        (home / "models").symlink_to(models, target_is_directory=True)
-    settings = Settings(home=home)
+def build_search_state(home: Path, inputs: Path) -> SearchState:
+    settings = Settings(home=home)  # models from the session's model cache (tests/conftest.py)
     store = build_object_store(settings)
     index = build_vector_index(settings)
     protocol = write_samples(inputs)[0]

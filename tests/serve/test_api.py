@@ -50,7 +50,7 @@ def test_search_returns_chunk_text_as_data(client: TestClient, search_state: Sea
 def test_health(client: TestClient, search_state: SearchState) -> None:
     health = client.get("/api/health").json()
     assert health["status"] == "ok" and health["chunks"] == search_state.chunks
-    assert health["embed_model"] == "all-MiniLM-L6-v2-int8" and health["vector_index"] == "lancedb"
+    assert health["embed_model"] == "all-MiniLM-L6-v2-static256" and health["vector_index"] == "lancedb"
 
 
 def test_pdf_is_served_from_the_object_store(client: TestClient, search_state: SearchState) -> None:

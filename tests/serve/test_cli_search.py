@@ -20,7 +20,7 @@ def _search(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
         "try:\n    main()\n"
         "finally:\n"
         "    print('IMPORTED', sorted({m.split('.')[0] for m in sys.modules}"
-        " & {'typer', 'pydantic', 'numpy', 'lancedb', 'onnxruntime'}), file=sys.stderr)\n"
+        " & {'typer', 'pydantic', 'numpy', 'lancedb', 'onnxruntime', 'model2vec'}), file=sys.stderr)\n"
     )
     env = {**os.environ, "RAY_RAG_HOME": str(home), "COLUMNS": "100"}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=180, check=False)
@@ -62,4 +62,4 @@ def test_search_without_a_server_searches_the_index_itself(search_state: SearchS
     assert result.returncode == 0, result.stderr
     hits = json.loads(result.stdout)
     assert len(hits) == 2 and "Age 18 to 75 years" in hits[0]["text"]
-    assert "lancedb" in result.stderr and "onnxruntime" in result.stderr
+    assert "lancedb" in result.stderr and "model2vec" in result.stderr  # the default embedder, static

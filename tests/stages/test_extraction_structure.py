@@ -113,3 +113,16 @@ def test_headings_from_fonts_numbers_and_run_in_first_lines() -> None:
     assert any(line.startswith("2020.1.1. 시행된") for line in korean)
     # body paragraphs stay text
     assert not any(line.startswith("## 2020.3.30.") for line in korean)
+
+
+CDISC = SHARED_DATA / "pdfs" / "clinical" / "CDISC_Pilot_Study.pdf"
+
+
+@pytest.mark.skipif(not CDISC.is_file(), reason=f"shared test corpus not found at {SHARED_DATA}")
+def test_a_bulleted_line_is_never_a_heading() -> None:
+    # The synopsis' criteria on page 24 are "·" bullets; the layout model boxes some as titles, and a heading
+    # would cut the criterion off the rest of its sentence ("within past 1 year") and head unrelated text.
+    markdown = _markdown(extract_pdf(CDISC.read_bytes(), CDISC.name, page_range=(24, 24)))
+    lines = markdown.splitlines()
+    assert not [line for line in lines if line.startswith("#") and "CNS imaging" in line], markdown
+    assert any(line.startswith("- CNS imaging (CT scan or MRI of brain) compatible with AD") for line in lines), markdown

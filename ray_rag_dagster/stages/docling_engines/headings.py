@@ -14,6 +14,8 @@ from typing import NamedTuple
 from docling.datamodel.base_models import Cluster, Page
 from docling_core.types.doc import BoundingBox, CoordOrigin, DocItemLabel
 
+from ray_rag_dagster.stages.page_markdown import BULLET_START
+
 MAX_HEADING_CHARS = 80
 LARGER = 1.15  # line height over the body's that counts as a larger font
 _BOLD = re.compile(r"bold|black|heavy|semibold|demi|medium", re.I)
@@ -44,7 +46,7 @@ def _cells_in(cells: list[_Cell], bbox: BoundingBox) -> list[_Cell]:
 def _title_like(text: str) -> bool:
     return (
         len(text) <= MAX_HEADING_CHARS and not _SENTENCE_END.search(text)
-        and bool(re.search(r"\w", text)) and not text.isdigit()
+        and bool(re.search(r"\w", text)) and not text.isdigit() and not BULLET_START.match(text)
     )
 
 
