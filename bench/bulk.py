@@ -11,8 +11,6 @@ int8) instead of the default static model, shows what the transformer embedder c
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -64,16 +62,6 @@ def ingest_side(side: Side, home: Path, paths: list[Path], cwd: Path, pages: int
     return result
 
 
-def _embedder_built(side: Side, home: Path, cwd: Path, env: dict[str, str] | None = None) -> None:
-    """Build the side's embedder once in ``home`` before its timed ingest (the ONNX export, and its int8
-    quantization on the new side): a one-time step of an install, like distilling the static model."""
-    code = ("from ray_rag_dagster.backends import build_embedder; from ray_rag_dagster.settings import Settings; "
-            "build_embedder(Settings())")
-    with progress_line(f"{side.name}: building its embedder (once, not timed)"):
-        subprocess.run([sys.executable, "-c", code], env={**side.env(home), **(env or {})}, cwd=cwd, check=True,
-                       capture_output=True)
-
-
 def run(quick: bool) -> dict[str, Any]:
     paths = pdfs(quick)
     pages = datasets.pages_of(paths)
@@ -82,12 +70,12 @@ def run(quick: bool) -> dict[str, Any]:
         with old_side(folder) as old:
             results = {}
             for side in (old, new):
-                _embedder_built(side, folder / f"{side.name}-home", folder)
+                side.build_embedder(folder / f"{side.name}-home", folder)
                 results[side.name] = ingest_side(side, folder / f"{side.name}-home", paths, folder, pages)
                 time.sleep(5)  # let the machine settle between the sides
             if not quick:
                 minilm = {"RAY_RAG_EMBEDDER": "onnx"}
-                _embedder_built(new, folder / "new-minilm-home", folder, minilm)
+                new.build_embedder(folder / "new-minilm-home", folder, minilm)
                 results["new_minilm"] = ingest_side(new, folder / "new-minilm-home", paths, folder, pages,
                                                     "new, MiniLM int8 embedder", minilm)
     return {

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO
+from bench.common import REPO, progress_line
 
 OLD_COMMIT = "cd27f23660eb914398992fc879677ff6e8da34bd"
 TIMEOUT_SECONDS = 3600
@@ -92,6 +92,15 @@ class Side:
 
         with dg.DagsterInstance.from_config(str(home / "dagster")):
             pass
+
+    def build_embedder(self, home: Path, cwd: Path, env: dict[str, str] | None = None) -> None:
+        """Build the side's embedder once in ``home`` before a timed ingest (distil the static model, or export
+        MiniLM to ONNX and quantize it): a one-time step of an install, not part of ingesting."""
+        code = ("from ray_rag_dagster.backends import build_embedder; from ray_rag_dagster.settings import Settings; "
+                "build_embedder(Settings())")
+        with progress_line(f"{self.name}: building its embedder (once, not timed)"):
+            subprocess.run([sys.executable, "-c", code], env={**self.env(home), **(env or {})}, cwd=cwd, check=True,
+                           capture_output=True)
 
     def cli(self, *args: str) -> list[str]:
         return [sys.executable, "-c", CLI, *args]

@@ -91,7 +91,9 @@ def _serve_and_cli(home: Path, folder: Path, asked: list[str], quick: bool) -> d
     from bench.harness import new_side, start_service, stop_service
     from ray_rag_dagster.serve.client import find_server
 
-    env = new_side().env(home)
+    # The corpus's vectors come from MiniLM on ONNX (fp32): the service must embed questions with the same model
+    # (the index refuses another embedder's vectors).
+    env = new_side().env(home, RAY_RAG_EMBEDDER="onnx", RAY_RAG_ONNX_PRECISION="fp32")
     cli_questions = asked[-(2 if quick else CLI_RUNS):]
     started = Stopwatch()
     server = start_service([sys.executable, "-m", "ray_rag_dagster.launcher", "serve", "--port", "0"], env, folder,
