@@ -202,8 +202,8 @@ def _statuses(counts: dict[str, int]) -> str:
 
 def _bulk(result: dict[str, Any], out: Path) -> str:
     rows = []
-    sides = [side for side in ("old", "new", "new_minilm", "new_static") if side in result]
-    labels = {"new_minilm": "new, MiniLM int8 embedder", "new_static": "new, static embedder"}
+    sides = [side for side in ("old", "new", "new_minilm") if side in result]
+    labels = {"new_minilm": "new, MiniLM int8 embedder"}
     for side in sides:
         r = result[side]
         stages = r.get("stage_seconds", {})
@@ -221,10 +221,9 @@ def _bulk(result: dict[str, Any], out: Path) -> str:
             f"{result['new'].get('stage_seconds', {}).get('source', '–')}.\n\n" + _table(rows)
             + f"\n**speed-up (new ÷ old pages/s): {result['speedup_new_over_old']}**; all COMPLETED: old "
             f"{result['old']['all_completed']}, new {result['new']['all_completed']}.\n")
-    for side in ("new_minilm", "new_static"):
-        if side in result:
-            text += (f"\n{labels[side]}: speed-up {result[f'speedup_{side}_over_old']}, all COMPLETED "
-                     f"{result[side]['all_completed']}.\n")
+    if "new_minilm" in result:
+        text += (f"\n{labels['new_minilm']}: speed-up {result['speedup_new_minilm_over_old']}, all COMPLETED "
+                 f"{result['new_minilm']['all_completed']}.\n")
     for side in sides:
         for failure in result[side]["dagster"].get("failures", []):
             text += f"\n- {side}: failed run: `{failure}`\n"

@@ -120,8 +120,8 @@ def run(quick: bool) -> dict[str, Any]:
     paths = pdfs(quick)
     pages = datasets.pages_of(paths)
     with scratch_dir("storm") as folder:
-        new_side().build_embedder(folder / "storm-home", folder)
-        new_side().build_embedder(folder / "ingest-home", folder)
+        for state in ("storm-home", "ingest-home"):
+            new_side().build_embedder(folder / state, folder)
         with progress_line(f"storm: {len(paths)} PDFs", total=len(paths)) as update:
             storm = drop_storm(folder / "storm-home", paths, folder, update)
         time.sleep(5)

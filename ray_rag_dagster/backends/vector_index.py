@@ -236,7 +236,7 @@ class LanceDBIndex(VectorIndex):
                 table = self.db.create_table(self.table_name, data=data)
                 table.create_index("search_text", config=FTS())
                 return 0
-            self._require_dimension(table, dimension, f"{document_id}'s vectors ({records[0].embed_model})")
+            self._require_dimension(table, dimension, f"{document_id}'s vectors ({records[0].embed_model}) are")
             (
                 table.merge_insert("id")
                 .when_matched_update_all()
@@ -297,16 +297,17 @@ class LanceDBIndex(VectorIndex):
             return table.count_rows()
         return table.count_rows(f"document_id = '{safe_document_id(document_id)}'")
 
-    def _require_dimension(self, table: Any, dimension: int, what: str) -> None:
+    def _require_dimension(self, table: Any, dimension: int, offered: str) -> None:
         """Refuse vectors of another embedder than the index's (the embedder setting changed since the
-        documents were indexed): mixed vectors would make every similarity meaningless."""
+        documents were indexed): mixed vectors would make every similarity meaningless. ``offered`` names
+        the vectors, with their verb ("the query's vector is")."""
         indexed = table.schema.field("vector").type.list_size
         if indexed != dimension:
             [row] = table.search().select(["embed_model"]).limit(1).to_list() or [{"embed_model": "?"}]
             raise EmbedderMismatch(
-                f"the index in {self.path} holds {indexed}-d vectors made by {row['embed_model']}, but {what} "
-                f"{'is' if what.startswith('the') else 'are'} {dimension}-d: the embedder setting (RAY_RAG_EMBEDDER) "
-                "changed since it was built; set it back, or rebuild the index: `ray-rag reset`, then ingest again"
+                f"the index in {self.path} holds {indexed}-d vectors made by {row['embed_model']}, but {offered} "
+                f"{dimension}-d: the embedder setting (RAY_RAG_EMBEDDER) changed since it was built; set it back, "
+                "or rebuild the index: `ray-rag reset`, then ingest again"
             )
 
     @staticmethod
@@ -357,7 +358,7 @@ class LanceDBIndex(VectorIndex):
         # Each leg returns more candidates than asked for, so fusion can lift a passage that only one
         # leg ranks highly.
         candidates = max(k * CANDIDATES_PER_HIT, MIN_CANDIDATES)
-        self._require_dimension(table, int(vector.shape[0]), "the query's vector")
+        self._require_dimension(table, int(vector.shape[0]), "the query's vector is")
         scores, by_id = self._fused(table, query, vector, candidates)
         ranked = sorted(scores, key=lambda row_id: scores[row_id], reverse=True)
         scope = self._named_document(table, query)
