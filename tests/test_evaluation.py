@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from ray_rag_dagster.evaluation.answer_keys import ANSWER_KEY_SOURCES, Question, load_questions
+from ray_rag_dagster.evaluation.answer_keys import ANSWER_KEY_SOURCES, Question, load_questions, written_questions
 from ray_rag_dagster.evaluation.cli import evaluate
 from ray_rag_dagster.evaluation.metrics import first_relevant_rank, mean_reciprocal_rank, recall_at, run_system
 from ray_rag_dagster.evaluation.relevance import content_words, occurs_in, passage_matches
@@ -46,6 +46,19 @@ def test_questions_are_deterministic_and_cover_every_protocol() -> None:
     # Unspecific and unwritten passages are left out.
     assert not any(q.answer in ("Adverse events",) or "To be determined" in q.answer for q in first)
     assert all(len(q.text.split()) <= 20 for q in first if q.kind.endswith("-text"))
+
+
+def test_written_questions_are_answerable_in_their_own_protocol_only() -> None:
+    """The hand-written questions (data file): each answer is in its PDF's text layer and in no other."""
+    written = written_questions()
+    assert len(written) >= 40 and len({q.id for q in written}) == len(written)
+    assert {q.document for q in written} == set(ANSWER_KEY_SOURCES.values())
+    words = {name: content_words(text_layer((PDFS / "clinical" / name).read_bytes()))
+             for name in ANSWER_KEY_SOURCES.values()}
+    for q in written:
+        assert occurs_in(q.answer_words, words[q.document]), q.id
+        assert not any(occurs_in(q.answer_words, words[other]) for other in words if other != q.document), q.id
+    assert {q.id for q in written} <= {q.id for q in load_questions(ANSWER_KEYS)}
 
 
 def test_relevance_ignores_case_spacing_and_punctuation_but_not_boilerplate() -> None:

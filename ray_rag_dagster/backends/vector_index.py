@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ray_rag_dagster.backends.ranking import boost_headings, fuse, normalise_terms, search_text
 from ray_rag_dagster.ids import safe_document_id
 
 WRITE_ATTEMPTS = 8
@@ -48,6 +49,7 @@ MIN_CANDIDATES = 20
 # LY900018); the full-text index holds it as one token.
 _IDENTIFIER = re.compile(r"\b(?=[a-z0-9]*[A-Z][a-z0-9]*[A-Z])[A-Za-z][A-Za-z0-9]{2,}\b")
 SCOPE_PROBE_ROWS = 10_000  # chunks that may hold an identifier, looked at to find which documents do
+IDENTIFIER_CACHE_SIZE = 1024
 # From this many rows on, the vector leg searches an IVF-PQ index (candidates re-ranked by the exact distance)
 # instead of comparing every vector: at 100k chunks (loaded machine) flat took p50 200 ms, the index 14 ms with
 # 97 % of flat's top 20 (refine 10; refine 5: 92 %). Below it, flat is exact and cheap.
@@ -61,27 +63,6 @@ VECTOR_INDEX_MAX_DELTAS = 16
 # What a hit needs: not the vector nor the full-text column (a 100k-row search spent its time copying them).
 HIT_COLUMNS = ["id", "document_id", "processing_version", "source_key", "chunk_index", "page_start", "page_end",
                "heading_path", "text", "entities", "key_phrases", "redactions", "embed_model"]
-
-
-def fuse(text_scores: dict[str, float], vector_similarities: dict[str, float], text_weight: float) -> dict[str, float]:
-    """Linear fusion of the two legs, each min-max normalised over its own candidates (absent = 0).
-
-    Score-aware on purpose: reciprocal rank fusion throws away *how much* better the full-text leg's first
-    hit is, and for an exact phrase or a lab threshold that margin is the signal.
-    """
-
-    def normalise(scores: dict[str, float]) -> dict[str, float]:
-        if not scores:
-            return {}
-        low, high = min(scores.values()), max(scores.values())
-        span = high - low
-        return {key: (value - low) / span if span > 0 else 1.0 for key, value in scores.items()}
-
-    text, vector = normalise(text_scores), normalise(vector_similarities)
-    return {
-        key: text_weight * text.get(key, 0.0) + (1.0 - text_weight) * vector.get(key, 0.0)
-        for key in text.keys() | vector.keys()
-    }
 
 
 @dataclass
@@ -151,8 +132,8 @@ def _schema(dimension: int) -> pa.Schema:
             ("page_end", pa.int32()),
             ("heading_path", pa.string()),
             ("text", pa.string()),
-            # What the full-text index reads: the heading path, then the text, so "inclusion criterion: age"
-            # matches a chunk under "Inclusion Criteria" (evaluation: recall@5 0.816 → 0.850, MRR 0.706 → 0.739).
+            # What the full-text index reads (ranking.search_text): the heading path, then the text, so "inclusion
+            # criterion: age" matches a chunk under "Inclusion Criteria".
             ("search_text", pa.string()),
             ("content_hash", pa.string()),
             ("entities", pa.string()),  # JSON: {"people": [...], "organizations": [...], "medications": [...]}
@@ -183,6 +164,7 @@ class LanceDBIndex(VectorIndex):
         self.text_weight = text_weight
         self.vector_index_min_rows = vector_index_min_rows
         self.db = lancedb.connect(str(self.path))
+        self._identifier_documents: dict[tuple[int, str], frozenset[str]] = {}
         self._text_leg = ThreadPoolExecutor(max_workers=1, thread_name_prefix="full-text-leg")  # a thread on first use
 
     def _table(self):  # type: ignore[no-untyped-def]
@@ -219,7 +201,7 @@ class LanceDBIndex(VectorIndex):
                 **{name: getattr(record, name) for name in (
                     "id", "document_id", "processing_version", "source_key", "chunk_index", "page_start",
                     "page_end", "heading_path", "text", "content_hash", "key_phrases", "embed_model")},
-                "search_text": f"{record.heading_path}\n{record.text}",
+                "search_text": search_text(record.heading_path, record.text),
                 "entities": json.dumps(record.entities),
                 "redactions": json.dumps(record.redactions),
                 "vector": record.vector.astype(np.float32).tolist(),
@@ -310,8 +292,7 @@ class LanceDBIndex(VectorIndex):
                 "or rebuild the index: `ray-rag reset`, then ingest again"
             )
 
-    @staticmethod
-    def _named_document(table: Any, query: str) -> str | None:
+    def _named_document(self, table: Any, query: str) -> str | None:
         """The one document an identifier in the query (a study code such as ``LZZT`` or ``BP30037``: a word
         with two capitals or more) occurs in, if there is exactly one; else None.
 
@@ -320,18 +301,25 @@ class LanceDBIndex(VectorIndex):
         document only took criterion-label questions from recall@5 0.709 to 0.785 (README, Quality).
         """
         for identifier in _IDENTIFIER.findall(query):
-            rows = (table.search(identifier.lower(), query_type="fts", fts_columns="search_text")
-                    .select(["document_id", "_score"]).limit(SCOPE_PROBE_ROWS).to_list())
-            documents = {row["document_id"] for row in rows}
+            # Which documents hold an identifier changes only with the table: a long-lived server asks once per
+            # version (the probe reads up to SCOPE_PROBE_ROWS rows: milliseconds at 100k chunks).
+            key = (table.version, identifier.lower())
+            if key not in self._identifier_documents:
+                rows = (table.search(identifier.lower(), query_type="fts", fts_columns="search_text")
+                        .select(["document_id", "_score"]).limit(SCOPE_PROBE_ROWS).to_list())
+                if len(self._identifier_documents) >= IDENTIFIER_CACHE_SIZE:
+                    self._identifier_documents.clear()
+                self._identifier_documents[key] = frozenset(row["document_id"] for row in rows)
+            documents = self._identifier_documents[key]
             if len(documents) == 1:
-                return safe_document_id(documents.pop())
+                return safe_document_id(next(iter(documents)))
         return None
 
     def _fused(
         self, table: Any, query: str, vector: np.ndarray, candidates: int, where: str | None = None
     ) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
-        """Fused scores of the two legs' candidates, and their rows, by id."""
-        text_search = table.search(query, query_type="fts", fts_columns="search_text")
+        """Fused scores of the two legs' candidates (with their heading boost), and their rows, by id."""
+        text_search = table.search(normalise_terms(query), query_type="fts", fts_columns="search_text")
         # With a vector index: probe the nearest partitions, then re-rank by the exact distance (no index:
         # both are ignored and every vector is compared).
         vector_search = (table.search(vector.astype(np.float32)).distance_type("cosine")
@@ -349,7 +337,8 @@ class LanceDBIndex(VectorIndex):
             {row["id"]: 1.0 - float(row["_distance"]) for row in vector_rows},
             self.text_weight,
         )
-        return scores, {row["id"]: row for row in [*vector_rows, *text_rows]}
+        by_id = {row["id"]: row for row in [*vector_rows, *text_rows]}
+        return boost_headings(scores, {key: row["heading_path"] for key, row in by_id.items()}, query), by_id
 
     def search(self, query: str, vector: np.ndarray, k: int) -> list[SearchHit]:
         table = self._table()
@@ -369,10 +358,11 @@ class LanceDBIndex(VectorIndex):
             if len(ranked) < k:
                 floor = min((scores[row_id] for row_id in ranked), default=1.0)
                 more, more_rows = self._fused(table, query, vector, candidates, where=f"document_id = '{scope}'")
+                top = max(more.values(), default=1.0) or 1.0
                 for row_id in sorted(more, key=lambda row_id: more[row_id], reverse=True):
                     if row_id not in scores:
                         ranked.append(row_id)
-                        scores[row_id], by_id[row_id] = floor * more[row_id], more_rows[row_id]
+                        scores[row_id], by_id[row_id] = floor * more[row_id] / top, more_rows[row_id]
         ranked = ranked[:k]
         rows = [{**by_id[row_id], "_relevance_score": scores[row_id]} for row_id in ranked]
         return [

@@ -20,6 +20,11 @@ protocol they are about, as a person asking them would.
 
 Passages with fewer than 3 content words ("Adverse events") or still to be written ("*** To be determined
 from protocol ***") are left out: too unspecific to judge a hit.
+
+**Written questions** (``written_questions.json``, kind ``written``): written by hand, before any search was
+run on them, from the USDM fields the generated questions do not use (phase, design, arms, interventions,
+population, visit and assessment timing, ...), each with a verbatim passage of the PDF as its answer and the
+USDM field it came from. They are held out: no ranking rule was tuned on them.
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ def default_answer_keys_dir() -> Path:
 class Question:
     id: str  # "<pdf>#<USDM item name>/<kind>", stable across runs
     document: str  # the PDF's file name
-    kind: str  # criterion-text, criterion-label, objective-text, objective-label, endpoint-text
+    kind: str  # criterion-text, criterion-label, objective-text, objective-label, endpoint-text, written
     text: str  # what is asked
     answer: str  # the passage it came from
 
@@ -175,12 +180,21 @@ def questions_from_usdm(usdm: dict[str, Any], document: str) -> list[Question]:
     return questions
 
 
+WRITTEN_QUESTIONS = Path(__file__).with_name("written_questions.json")
+
+
+def written_questions(path: Path = WRITTEN_QUESTIONS) -> list[Question]:
+    """The hand-written questions (see the module doc), in the file's order."""
+    entries = json.loads(path.read_text(encoding="utf-8"))["questions"]
+    return [Question(entry["id"], entry["document"], "written", entry["question"], entry["answer"]) for entry in entries]
+
+
 def load_questions(answer_keys_dir: Path) -> list[Question]:
-    """Questions from every known answer key; a missing key file is an error naming it."""
+    """Questions from every known answer key, then the written ones; a missing key file is an error naming it."""
     missing = [name for name in ANSWER_KEY_SOURCES if not (answer_keys_dir / name).is_file()]
     if missing:
         raise FileNotFoundError(f"answer keys not found in {answer_keys_dir}: {', '.join(missing)}")
     questions: list[Question] = []
     for name, document in ANSWER_KEY_SOURCES.items():
         questions.extend(questions_from_usdm(json.loads((answer_keys_dir / name).read_text()), document))
-    return questions
+    return questions + written_questions()

@@ -10,7 +10,6 @@ from ray_rag_dagster.backends.vector_index import (
     EmbedderMismatch,
     IndexRecord,
     LanceDBIndex,
-    fuse,
 )
 from ray_rag_dagster.ids import chunk_id, content_hash
 
@@ -18,7 +17,7 @@ DOC_A, DOC_B = "protocol-a-aaaaaaaa", "protocol-b-bbbbbbbb"
 
 
 def records(document_id: str, version: str, texts: list[str], seed: int = 0, dimension: int = 8,
-            model: str = "test") -> list[IndexRecord]:
+            model: str = "test", headings: list[str] | None = None) -> list[IndexRecord]:
     rng = np.random.default_rng(seed)
     out = []
     for index, text in enumerate(texts):
@@ -27,7 +26,7 @@ def records(document_id: str, version: str, texts: list[str], seed: int = 0, dim
             IndexRecord(
                 id=chunk_id(document_id, content_hash(text)), document_id=document_id, processing_version=version,
                 source_key=f"input/{document_id}.pdf", chunk_index=index, page_start=index + 1, page_end=index + 1,
-                heading_path="Protocol > Eligibility", text=text, content_hash=content_hash(text),
+                heading_path=headings[index] if headings else "Protocol > Eligibility", text=text, content_hash=content_hash(text),
                 entities={"people": [], "organizations": [], "medications": ["metformin"]},
                 key_phrases=["eligibility"], redactions={"email": 1}, embed_model=model,
                 vector=vector / np.linalg.norm(vector),
@@ -51,14 +50,6 @@ def test_reload_replaces_rows_and_drops_old_versions(tmp_path: Path) -> None:
     assert sorted(row["text"] for row in table if row["document_id"] == DOC_A) == sorted(v2)
     assert {row["processing_version"] for row in table if row["document_id"] == DOC_A} == {"v2"}
     assert index.delete_document(DOC_B) == 1 and index.count() == 2
-
-
-def test_fusion_is_score_aware() -> None:
-    # Full text ranks "a" far ahead; the vector leg slightly prefers "b". Text weight 0.7 keeps "a" first.
-    scores = fuse({"a": 35.0, "b": 14.0, "c": 1.0}, {"b": 0.9, "c": 0.5, "a": 0.4}, 0.7)
-    assert max(scores, key=scores.get) == "a"
-    assert fuse({}, {"x": 0.3}, 0.7) == {"x": pytest.approx(0.3)}
-    assert fuse({"x": 2.0}, {}, 0.0) == {"x": 0.0}
 
 
 def test_hybrid_search_finds_keyword_match(tmp_path: Path) -> None:
@@ -92,6 +83,26 @@ def test_a_query_naming_one_documents_study_code_searches_that_document(tmp_path
     # A capitalised word found in both documents (or in none) names no document: both are searched.
     assert {hit.document_id for hit in index.search("Protocol exclusion criterion", query_vector, k=10)} == {DOC_A, DOC_B}
     assert {hit.document_id for hit in index.search("XYZ exclusion criterion", query_vector, k=10)} == {DOC_A, DOC_B}
+
+
+def test_a_label_question_finds_the_criterion_under_its_heading(tmp_path: Path) -> None:
+    """"Exclusion criterion: HIV" is about a chunk under "Exclusion Criteria", not about an amendment that says
+    "criterion" three times (in the Lilly protocol it was the first hit of most label questions)."""
+    index = LanceDBIndex(tmp_path / "db")
+    chunks = {
+        "Revised Protocol Sections": "The numbering system used for inclusion and exclusion criteria provides a "
+        "unique number for each criterion. In case an amendment adds a criterion, that criterion will receive "
+        "the next available number. LY900018 protocol amendment.",
+        "6.1. Inclusion Criteria": "[9] are reliable and willing to make themselves available for the study",
+        "6.2. Exclusion Criteria": "[26] regularly use known drugs of abuse [27] show evidence of human "
+        "immunodeficiency virus (HIV) infection and/or positive HIV antibodies",
+        **{f"9.{number}. Safety": f"Adverse event reporting paragraph {number}, including HIV tests at visit 2."
+           for number in range(6)},
+    }
+    loaded = records(DOC_A, "v1", list(chunks.values()), headings=list(chunks))
+    index.replace_document(DOC_A, loaded)
+    hits = index.search("LY900018 exclusion criterion: HIV", loaded[0].vector, k=3)  # vector leg: the amendment
+    assert hits[0].heading_path == "6.2. Exclusion Criteria"
 
 
 def test_a_large_table_gets_a_vector_index_and_every_row_stays_indexed(tmp_path: Path) -> None:

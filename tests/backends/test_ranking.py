@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import pytest
+
+from ray_rag_dagster.backends.ranking import boost_headings, fuse, heading_match, normalise_terms, search_text
+
+
+def test_fusion_is_score_aware() -> None:
+    # Full text ranks "a" far ahead; the vector leg slightly prefers "b". Text weight 0.7 keeps "a" first.
+    scores = fuse({"a": 35.0, "b": 14.0, "c": 1.0}, {"b": 0.9, "c": 0.5, "a": 0.4}, 0.7)
+    assert max(scores, key=scores.get) == "a"
+    assert fuse({}, {"x": 0.3}, 0.7) == {"x": pytest.approx(0.3)}
+    assert fuse({"x": 2.0}, {}, 0.0) == {"x": 0.0}
+
+
+def test_irregular_plurals_are_written_as_their_singular() -> None:
+    assert normalise_terms("Inclusion Criteria; two analyses") == "Inclusion criterion; two analysis"
+    assert normalise_terms("criterion, criterias, bacterial") == "criterion, criterias, bacterial"  # whole words
+
+
+def test_the_heading_is_counted_once() -> None:
+    opening = search_text("6.2. Exclusion Criteria", "## 6.2. Exclusion Criteria\n\n[11] are site personnel")
+    assert opening.count("Exclusion") == 1 and opening.startswith("6.2. Exclusion criterion\n")
+    following = search_text("6.2. Exclusion Criteria", "[19] have received insulin")
+    assert following == "6.2. Exclusion criterion\n[19] have received insulin"
+    # another heading at the top stays: it is text of this chunk, not its path
+    other = search_text("6.1. Inclusion Criteria", "## 6.2. Exclusion Criteria\n\n[11] are site personnel")
+    assert "6.2. Exclusion criterion" in other and other.startswith("6.1. Inclusion criterion\n")
+
+
+def test_heading_match_needs_the_heading_to_be_what_is_asked() -> None:
+    label = "LY900018 exclusion criterion: HIV"
+    assert heading_match(label, "6.2. Exclusion Criteria") == pytest.approx(0.5)  # both heading words, 2 of 4
+    assert heading_match(label, "6.1. Inclusion Criteria") == pytest.approx(0.125)  # 1 of 2 × 1 of 4
+    assert heading_match(label, "Revised Protocol Sections") == 0.0
+    # a misspelt ending still agrees on its first letters
+    assert heading_match("gastrointensinal disorders", "Gastrointestinal disorders") == 1.0
+    # a long question shares a word with a one-word heading: worth little
+    long_question = "Are able and willing to give signed informed consent before any study procedure"
+    assert heading_match(long_question, "Consent") < 0.15
+    assert heading_match("", "Safety") == heading_match("safety", "") == 0.0
+
+
+def test_the_boost_reorders_chunks_by_heading() -> None:
+    fused = {"amendment": 0.85, "criterion": 0.6}
+    headings = {"amendment": "Revised Protocol Sections", "criterion": "6.2. Exclusion Criteria"}
+    boosted = boost_headings(fused, headings, "LY900018 exclusion criterion: HIV")
+    assert max(boosted, key=boosted.get) == "criterion"
+    assert boosted["amendment"] == pytest.approx(0.85)
