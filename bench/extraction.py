@@ -15,11 +15,10 @@ Extractor = Callable[[Path], tuple[str, int]]  # PDF → (Markdown, pages)
 
 def project_extractor() -> Extractor:
     from ray_rag_dagster.stages.docling_convert import extract_pdf
-    from ray_rag_dagster.stages.page_markdown import BOUNDARY
 
     def run(path: Path) -> tuple[str, int]:
         result = extract_pdf(path.read_bytes(), path.name)
-        markdown = "\n\n".join(page.markdown for page in result.pages).replace(BOUNDARY, "")
+        markdown = "\n\n".join(page.markdown for page in result.pages)
         return markdown, result.page_count
 
     return run

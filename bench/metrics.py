@@ -7,7 +7,6 @@ import re
 import unicodedata
 from collections import Counter
 
-_BOUNDARY = "<!-- BOUNDARY -->"
 _TABLE_SEPARATOR = re.compile(r"^\|(?:\s*:?-{1,}:?\s*\|)+\s*$", re.M)
 _SEPARATOR_CELL = re.compile(r"^:?-+:?$")
 _CELL_SPLIT = re.compile(r"(?<!\\)\|")
@@ -20,9 +19,8 @@ def normalise(text: str) -> str:
 
 
 def words(markdown: str) -> list[str]:
-    """The words of a Markdown text, without markup (boundaries, comments, table rules, #, *, |)."""
-    text = markdown.replace(_BOUNDARY, " ")
-    text = re.sub(r"<!--.*?-->", " ", text, flags=re.S)
+    """The words of a Markdown text, without markup (comments, table rules, #, *, |)."""
+    text = re.sub(r"<!--.*?-->", " ", markdown, flags=re.S)
     text = _TABLE_SEPARATOR.sub(" ", text)
     return re.sub(r"[#*|]", " ", text).split()
 

@@ -82,3 +82,11 @@ def shared_pdfs() -> Path:
     if not PDFS.is_dir():
         pytest.fail(f"expected the shared PDFs at {PDFS}")
     return PDFS
+
+
+@pytest.fixture(scope="session")
+def onnx_embedder():  # type: ignore[no-untyped-def]
+    """MiniLM on ONNX Runtime (from the session's model cache), whose tokenizer and window size the chunks."""
+    from ray_rag_dagster.backends.onnx_embedder import OnnxEmbedder
+
+    return OnnxEmbedder(MODEL_CACHE)

@@ -34,7 +34,7 @@ def test_identical_markdown_scores_one() -> None:
 
 
 def test_markup_is_not_counted_as_words() -> None:
-    assert words("## A <!-- BOUNDARY --> *b* | c |\n|---|\n") == ["A", "b", "c"]
+    assert words("## A <!-- page 2 --> *b* | c |\n|---|\n") == ["A", "b", "c"]
     plain = (
         "Study Title 5.1 Inclusion Criteria Patients aged 18 to 75 years. "
         "Visit Day Window Screening -14 ±2 Baseline 1 0"

@@ -30,8 +30,9 @@ from ray_rag_dagster.samples import KNOWN_SENTENCE, write_samples
 from ray_rag_dagster.search import search_index
 from ray_rag_dagster.settings import Settings
 from ray_rag_dagster.stages import keys
-from ray_rag_dagster.stages.chunk import TABLE, parse_elements
+from ray_rag_dagster.stages.chunk import load_document
 from ray_rag_dagster.stages.manifest import DocumentRef
+from ray_rag_dagster.stages.page_markdown import ChunkMarkdownSerializer
 
 from .conftest import GROUNDTRUTH, PDFS
 
@@ -147,24 +148,24 @@ def test_known_sentences_are_found_at_rank_one(ingested) -> None:
             assert top.source_key == source and top.page_start >= 1
 
 
-def test_every_table_comes_out_as_markdown_and_no_chunk_splits_a_table(ingested) -> None:
+def test_every_table_comes_out_as_markdown_and_no_chunk_cuts_a_row(ingested) -> None:
     settings, outcomes = ingested
     store = build_object_store(settings)
     pages = store.get_json(keys.extracted_pages(ref(outcomes[TABLES_PDF.name])))["pages"]
-    expected_tables = len(re.findall(r"^\|[-:| ]+\|$", (GROUNDTRUTH / "docling" / "normal_4pages.md").read_text(), re.M))
-    tables = [element for element in parse_elements(pages) if element.kind == TABLE]
-    assert len(tables) == expected_tables >= 1
-    for element in tables:
-        assert re.search(r"^\|[-:| ]+\|$", element.text, re.M)
+    expected_tables = len(re.findall(r"^\|[-:| ]+\|$", (GROUNDTRUTH / "docling" / "normal_4pages.md").read_text(), re.MULTILINE))
+    markdown = "\n\n".join(page["markdown"] for page in pages)
+    assert len(re.findall(r"^\|[-:| ]+\|$", markdown, re.MULTILINE)) == expected_tables >= 1
     for outcome in outcomes.values():
         if outcome.status != "COMPLETED":
             continue
-        pages = store.get_json(keys.extracted_pages(ref(outcome)))["pages"]
+        doc = load_document(settings, ref(outcome))
+        serializer = ChunkMarkdownSerializer(doc=doc)
         chunks = store.get_jsonl(keys.chunks(ref(outcome)))
-        for element in parse_elements(pages):
-            if element.kind == TABLE and len(element.text) <= settings.chunk_target_chars:
-                # Whole inside a chunk (a table repeated in the document may sit whole in several).
-                assert any(element.text in chunk["text"] for chunk in chunks), element.text[:80]
+        for table in doc.tables:
+            rows = [line for line in serializer.serialize(item=table).text.splitlines() if line.startswith("|")]
+            # Every row whole inside a chunk (a table repeated in the document may sit in several).
+            for row in rows:
+                assert any(row in chunk["text"] for chunk in chunks), row[:80]
 
 
 def test_scanned_page_goes_through_ocr(ingested) -> None:

@@ -175,8 +175,10 @@ def test_vectors_in_pinecone_with_documented_metadata(stack: Stack) -> None:
         assert len(mine) == status.get(document_id).counts["chunks"]
         metadata = next(iter(mine.values())).metadata
         for field in ("document_id", "processing_version", "source_key", "chunk_index", "page_start", "page_end",
-                      "heading_path", "text", "content_hash", "key_phrases", "embed_model"):
+                      "heading_path", "text", "content_hash", "embed_model"):
             assert field in metadata, field
+        # key phrases are left out of a chunk that has none (a short chunk may have none)
+        assert any("key_phrases" in vector.metadata for vector in mine.values())
         assert metadata["embed_model"] == "text-embedding-3-small"
         assert len(next(iter(mine.values())).values) == 1536
 

@@ -235,6 +235,10 @@ class OnnxEmbedder(WindowPoolingEmbedder):
     def _token_offsets(self, text: str) -> list[tuple[int, int]]:
         return self.tokenizer.encode(text, add_special_tokens=False).offsets
 
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        # The chunker counts thousands of texts per document: the encodings' lengths, without building offsets.
+        return [len(self.tokenizer.encode(text, add_special_tokens=False)) for text in texts]
+
     def _batches(self, lengths: list[int]) -> list[list[int]]:
         """Piece indices grouped by ascending token length: at most ``batch_size`` pieces and at most
         ``max_batch_tokens`` padded tokens per batch (attention memory grows with batch × length²)."""

@@ -51,11 +51,12 @@ ASSET_OF_STAGE = {
 }
 STAGE_OF_ASSET = {asset: stage for stage, asset in ASSET_OF_STAGE.items()}
 _DESCRIPTIONS = {
-    "extract": "Per-page Markdown of the PDF, from docling (offline layout + table engines by default), with "
-    "`<!-- BOUNDARY -->` between elements and tables as Markdown. Stored under `extracted/<doc>/<version>/` "
-    "(raw text: short lifecycle).",
-    "chunk": "Boundary-aware chunks (~1500 characters; tables and paragraphs never split) with page range, "
-    "heading path and content hash. Stored under `chunks/<doc>/<version>/` (raw text).",
+    "extract": "docling's DoclingDocument of the PDF (document.json) and its per-page Markdown, rendered by "
+    "docling-core's serializers (offline layout + table engines by default). Stored under "
+    "`extracted/<doc>/<version>/` (raw text: short lifecycle).",
+    "chunk": "docling-core HybridChunker chunks sized to the embedder's token window (headings kept, table "
+    "headers repeated, rows never cut) with page range, heading path and content hash. Stored under "
+    "`chunks/<doc>/<version>/` (raw text).",
     "enrich": "Chunks with PII (emails, phone numbers, SSNs) redacted to [REDACTED], named entities (people, "
     "organisations, medications) and key phrases. Stored under `enriched/<doc>/<version>/`.",
     "embed": "One vector per enriched chunk (long chunks pooled over the model's token windows). "

@@ -124,6 +124,7 @@ def run_evaluation(
             "embedder": settings.embedder,
             "search_text_weight": settings.search_text_weight,
             "chunk_target_chars": settings.chunk_target_chars,
+            "chunk_max_tokens": settings.chunk_max_tokens,
         },
         documents=sorted(scope),
         missing=missing,

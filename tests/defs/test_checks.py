@@ -32,9 +32,10 @@ from ray_rag_dagster.defs.partitions import documents
 from ray_rag_dagster.ids import document_id_for, version_of
 from ray_rag_dagster.settings import Settings
 from ray_rag_dagster.stages import keys
-from ray_rag_dagster.stages.chunk import TABLE, parse_elements
+from ray_rag_dagster.stages.chunk import load_document
 from ray_rag_dagster.stages.embed import load_vectors
 from ray_rag_dagster.stages.manifest import DocumentRef, StageOutput
+from ray_rag_dagster.stages.page_markdown import ChunkMarkdownSerializer
 from tests.conftest import PDFS
 
 # The fixture runs the real pipeline on a 97-page protocol (a minute or more).
@@ -115,7 +116,7 @@ def test_all_checks_pass_on_real_stage_output(ingested: Ingested) -> None:
     assert set(results) == {"tables_not_split", "no_pii_left", "every_chunk_embedded", "retrieval_quality"}
     for name, result in results.items():
         assert result.passed, (name, result.description)
-    assert results["tables_not_split"].metadata["tables_fitting_target"].value > 0
+    assert results["tables_not_split"].metadata["tables"].value > 0
     assert results["every_chunk_embedded"].metadata["dimension"].value == DEFAULT_DIMENSION
     retrieval = results["retrieval_quality"].metadata
     assert retrieval["evaluated"].value is True
@@ -173,19 +174,27 @@ def test_pii_left_in_enriched_text_fails_without_leaking_it(ingested: Ingested, 
 def test_a_table_cut_between_two_chunks_fails(ingested: Ingested, tmp_path: Path) -> None:
     settings = ingested.copy_to(tmp_path)
     manifest = ingested.manifests["chunks"]
+    outcome = check_tables_whole(settings, manifest)
+    assert outcome.passed, outcome.description
+    assert outcome.metadata["tables"] >= 1 and outcome.metadata["split_tables"] == 0
     store = build_object_store(settings)
-    pages = store.get_json(keys.extracted_pages(StageOutput.model_validate(manifest).document))["pages"]
-    table = next(e for e in parse_elements(pages) if e.kind == TABLE and len(e.text) <= settings.chunk_target_chars)
+    doc = load_document(settings, StageOutput.model_validate(manifest).document)
+    serializer = ChunkMarkdownSerializer(doc=doc)
     rows = store.get_jsonl(manifest["key"])
-    at = next(index for index, row in enumerate(rows) if table.text in row["text"])
-    cut = table.text.rindex("\n")  # the last row goes to a chunk of its own
-    rows[at]["text"] = rows[at]["text"].replace(table.text, table.text[:cut])
-    rows.insert(at + 1, {**rows[at], "text": table.text[cut + 1 :]})
+    table, text, at = next(
+        (table, text, index)
+        for table in doc.tables
+        for index, row in enumerate(rows)
+        if (text := serializer.serialize(item=table).text) and text in row["text"] and not row["table_part"]
+    )
+    cut = text.rindex("\n")  # the last row goes to a chunk of its own
+    rows[at]["text"] = rows[at]["text"].replace(text, text[:cut])
+    rows.insert(at + 1, {**rows[at], "text": text[cut + 1 :]})
     store.put_jsonl(manifest["key"], rows)
     outcome = check_tables_whole(settings, manifest)
     assert not outcome.passed
     assert outcome.metadata["split_tables"] == 1
-    assert outcome.metadata["split_table_pages"] == str(table.page_no)
+    assert outcome.metadata["split_table_pages"] == str(table.prov[0].page_no)
 
 
 def test_retrieval_below_the_baseline_warns(ingested: Ingested, tmp_path: Path) -> None:

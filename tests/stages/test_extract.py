@@ -16,7 +16,6 @@ import pytest
 from ray_rag_dagster.errors import DocumentError
 from ray_rag_dagster.stages import docling_convert
 from ray_rag_dagster.stages.docling_convert import ExtractOptions, ExtractResult, extract_pdf
-from ray_rag_dagster.stages.page_markdown import BOUNDARY
 from tests.conftest import SHARED_DATA
 
 DATA = SHARED_DATA
@@ -30,12 +29,10 @@ needs_data = pytest.mark.skipif(
 )
 
 TABLE_SEPARATOR = re.compile(r"^\|(?:\s*:?-{1,}:?\s*\|)+\s*$", re.MULTILINE)
-JOIN = f"\n\n{BOUNDARY}\n\n"
 
 
 def _words(markdown: str) -> list[str]:
-    text = markdown.replace(BOUNDARY, " ")
-    text = re.sub(r"<!--.*?-->", " ", text)
+    text = re.sub(r"<!--.*?-->", " ", markdown)
     text = TABLE_SEPARATOR.sub(" ", text)
     return re.sub(r"[#*|]", " ", text).split()
 
@@ -62,7 +59,7 @@ def test_every_groundtruth_table_is_a_markdown_table(normal4: ExtractResult) -> 
     assert len(TABLE_SEPARATOR.findall(markdown)) == expected
     table_page = next(p for p in normal4.pages if p.tables)
     assert table_page.page_no == 2
-    assert "| 구분 | 개정전 | 개정후 |\n|---|---|---|" in table_page.markdown
+    assert "| 구분 | 개정전 | 개정후 |\n| - | - | - |" in table_page.markdown
     assert "| 분류 | 1군 감염병 | 1급 감염병 |" in table_page.markdown
 
 
@@ -84,28 +81,37 @@ def test_text_matches_groundtruth(normal4: ExtractResult) -> None:
 
 
 @needs_data
-def test_headings_and_boundaries(normal4: ExtractResult) -> None:
-    page1 = normal4.pages[0]
-    assert "## 코로나-19 관련 보험약관상 재해보험금 지급문제 및 개선과제" in page1.markdown.split(JOIN)
-    for page in normal4.pages:
-        elements = page.markdown.split(JOIN) if page.markdown else []
-        assert len(elements) == page.elements
-        assert all(e.strip() and BOUNDARY not in e for e in elements)
-        # the marker only ever stands alone on its line
-        for line in page.markdown.splitlines():
-            assert BOUNDARY not in line or line == BOUNDARY
+def test_docling_document_is_kept_whole(normal4: ExtractResult) -> None:
+    from docling_core.types.doc import DoclingDocument, SectionHeaderItem
+
+    doc = DoclingDocument.model_validate(normal4.document)
+    assert sorted(doc.pages) == [1, 2, 3, 4]
+    assert len(doc.tables) == sum(p.tables for p in normal4.pages)
+    heading = "코로나-19 관련 보험약관상 재해보험금 지급문제 및 개선과제"
+    assert any(isinstance(item, SectionHeaderItem) and item.text == heading for item in doc.texts)
+    assert f"## {heading}" in normal4.pages[0].markdown.split("\n\n")
+    assert all(p.elements >= p.tables + p.pictures for p in normal4.pages)
 
 
 @needs_data
-def test_clinical_sentence_on_its_page(cdisc: ExtractResult) -> None:
+def test_clinical_provenance_pages_and_headings(cdisc: ExtractResult, onnx_embedder) -> None:  # type: ignore[no-untyped-def]
+    from docling_core.types.doc import DoclingDocument
+
+    from ray_rag_dagster.stages.chunk import EmbedderTokenizer, build_chunks
+
     assert cdisc.page_count == 97
     assert [p.page_no for p in cdisc.pages] == [12, 13, 14]
     page13 = cdisc.pages[1].markdown
     assert "## 3.4.2.2. Exclusion Criteria" in page13
     assert "Patients will be excluded from the study for any of the following reasons" in page13
-    # a paragraph running over the page break is split back onto page 14
-    assert "Wolff-Parkinson-White syndrome" in cdisc.pages[2].markdown
-    assert "Wolff-Parkinson-White syndrome" not in page13
+    chunks = build_chunks(DoclingDocument.model_validate(cdisc.document), EmbedderTokenizer.of(onnx_embedder))
+    assert all(12 <= chunk.page_start <= chunk.page_end <= 14 for chunk in chunks)
+    excluded = next(chunk for chunk in chunks if "Patients will be excluded from the study" in chunk.text)
+    assert excluded.heading_path[-1] == "3.4.2.2. Exclusion Criteria"
+    assert excluded.page_start == 13
+    # the exclusion criteria run over the page break: the chunk holding page 14's part ends on page 14
+    wolff = next(chunk for chunk in chunks if "Wolff-Parkinson-White syndrome" in chunk.text)
+    assert wolff.page_end == 14 and wolff.heading_path == excluded.heading_path
 
 
 @needs_data
@@ -235,6 +241,8 @@ def test_page_shards_cover_every_page_once() -> None:
 
 
 def test_sharded_extraction_merges_to_the_same_pages(tmp_path: Path) -> None:
+    from docling_core.types.doc import DoclingDocument
+
     from ray_rag_dagster.backends.object_store import LocalObjectStore
     from ray_rag_dagster.ids import version_of
     from ray_rag_dagster.settings import Settings
@@ -252,8 +260,13 @@ def test_sharded_extraction_merges_to_the_same_pages(tmp_path: Path) -> None:
     sharded = merge_extract(settings, document, [run_extract(settings, document, r) for r in ranges])
     assert sharded.key == keys.extracted_pages(document) == f"extracted/multi-page-00000001/{version}/pages.json"
     sharded_pages = store.get_json(sharded.key)["pages"]
+    # one DoclingDocument, pages numbered as in the PDF, the same items as the whole document's
+    sharded_doc = DoclingDocument.model_validate(store.get_json(keys.extracted_document(document)))
+    assert sorted(sharded_doc.pages) == [1, 2, 3, 4, 5]
     whole = merge_extract(settings, document, [run_extract(settings, document)])
     assert store.get_json(whole.key)["pages"] == sharded_pages
+    whole_doc = DoclingDocument.model_validate(store.get_json(keys.extracted_document(document)))
+    assert [(t.text, t.prov[0].page_no) for t in sharded_doc.texts] == [(t.text, t.prov[0].page_no) for t in whole_doc.texts]
     assert sharded.counts["shards"] == 3 and sharded.counts["pages"] == 5
     assert store.list(keys.extract_parts_prefix(document)) == []  # parts removed after the merge
 
