@@ -18,14 +18,10 @@ def test_irregular_plurals_are_written_as_their_singular() -> None:
     assert normalise_terms("criterion, criterias, bacterial") == "criterion, criterias, bacterial"  # whole words
 
 
-def test_the_heading_is_counted_once() -> None:
-    opening = search_text("6.2. Exclusion Criteria", "## 6.2. Exclusion Criteria\n\n[11] are site personnel")
-    assert opening.count("Exclusion") == 1 and opening.startswith("6.2. Exclusion criterion\n")
-    following = search_text("6.2. Exclusion Criteria", "[19] have received insulin")
-    assert following == "6.2. Exclusion criterion\n[19] have received insulin"
-    # another heading at the top stays: it is text of this chunk, not its path
-    other = search_text("6.1. Inclusion Criteria", "## 6.2. Exclusion Criteria\n\n[11] are site personnel")
-    assert "6.2. Exclusion criterion" in other and other.startswith("6.1. Inclusion criterion\n")
+def test_the_full_text_column_is_the_heading_path_then_the_text() -> None:
+    assert search_text("6. Population > 6.2. Exclusion Criteria", "6.2. Exclusion Criteria\n[11] are") == (
+        "6. Population > 6.2. Exclusion criterion\n6.2. Exclusion criterion\n[11] are"
+    )
 
 
 def test_heading_match_needs_the_heading_to_be_what_is_asked() -> None:
