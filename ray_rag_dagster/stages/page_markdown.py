@@ -13,7 +13,10 @@ offline layout model gets wrong and docling cannot know:
   unrelated text);
 - a section header whose text (digits aside) is on three or more pages is a running header: text;
 - a page header whose text occurs once is content, not a running header (a lone title near the top of an
-  appendix cover page): a section header when it is title-like, text otherwise.
+  appendix cover page): a section header when it is title-like, text otherwise;
+- a section number the layout model boxed apart from its title ("4.6.1", then "Medical History") is joined to
+  it: one section header "4.6.1 Medical History" at the number's depth (the Roche protocol had 49 such numbers:
+  each left a chunk holding a bare number and a heading path without the section's number).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ if TYPE_CHECKING:
 _TITLE_LIKE = re.compile(r"^(?=.*\w).{1,80}(?<![.,;:!?])$")
 _BULLET = "•◦▪▫●○■□‣⁃∙·➢➤►▶✓✔-–—*o\uf0b7\uf0a7\uf0d8\uf076"
 BULLET_START = re.compile(rf"^\s*[{re.escape(_BULLET)}]\s+")
+# a section number alone: "2.", "4.6.1", "3.2.10" (not "3" or "128528": values in a field list)
+_SECTION_NUMBER = re.compile(r"^(?:\d+\.)+\d*$|^\d+(?:\.\d+)+$")
 # A section header on this many pages or more is a running header.
 RUNNING_HEADER_PAGES = 3
 
@@ -143,7 +148,30 @@ def normalize_document(doc: DoclingDocument, page_count: int) -> DoclingDocument
             doc.texts[index] = _relabelled(item, SectionHeaderItem, DocItemLabel.SECTION_HEADER, level=1)
         elif promoted or (isinstance(item, SectionHeaderItem) and _header_key(item.text) in running):
             doc.texts[index] = _relabelled(item, TextItem, DocItemLabel.TEXT)
+    _join_section_numbers(doc)
     return DoclingDocument.model_validate(doc.export_to_dict())
+
+
+def _join_section_numbers(doc: DoclingDocument) -> None:
+    """A body text that is only a section number, followed on its page by a title-like text: one section header
+    (the number's depth is its level); the number's own item is deleted."""
+    from docling_core.types.doc import DocItemLabel, ListItem, SectionHeaderItem, TextItem
+
+    body = [item for item, _level in doc.iterate_items() if isinstance(item, TextItem) and item.prov]
+    numbers = []
+    for number, title in zip(body, body[1:]):
+        text = number.text.strip()
+        if (not _SECTION_NUMBER.match(text) or isinstance(title, ListItem) or _SECTION_NUMBER.match(title.text.strip())
+                or not _TITLE_LIKE.match(title.text) or BULLET_START.match(title.text)
+                or number.prov[0].page_no != title.prov[0].page_no):
+            continue
+        joined = f"{text} {title.text.strip()}"
+        index = int(title.self_ref.rsplit("/", 1)[1])
+        doc.texts[index] = _relabelled(title, SectionHeaderItem, DocItemLabel.SECTION_HEADER,
+                                       level=len([part for part in text.split(".") if part]), text=joined, orig=joined)
+        numbers.append(number)
+    if numbers:
+        doc.delete_items(node_items=numbers)
 
 
 def _relabelled(item: TextItem, cls: type[TextItem], label: Any, **fields: Any) -> TextItem:

@@ -88,3 +88,26 @@ def test_a_page_header_that_occurs_once_is_content() -> None:
     # too few pages to tell a running header from a lone title: nothing moves
     few = by_text(normalize_document(doc.model_copy(deep=True), page_count=2))
     assert few["Appendix 1 Schedule of Events"].content_layer == ContentLayer.FURNITURE
+
+
+def test_a_section_number_boxed_apart_is_joined_to_its_title() -> None:
+    doc = new_doc(2)
+    doc.add_text(label=DocItemLabel.TEXT, text="VERSION:", prov=prov(1))
+    doc.add_text(label=DocItemLabel.TEXT, text="3", prov=prov(1))  # a value, not a section number
+    doc.add_text(label=DocItemLabel.TEXT, text="4.6.1", prov=prov(1))
+    doc.add_text(label=DocItemLabel.TEXT, text="Medical History", prov=prov(1))
+    doc.add_text(label=DocItemLabel.TEXT, text="Each patient's history is recorded at screening.", prov=prov(1))
+    doc.add_heading(text="4.6.2", level=1, prov=prov(1))
+    doc.add_text(label=DocItemLabel.TEXT, text="The visit takes place at the site.", prov=prov(1))  # not a title
+    doc.add_text(label=DocItemLabel.TEXT, text="5.", prov=prov(1))
+    doc.add_text(label=DocItemLabel.TEXT, text="ASSESSMENT OF SAFETY", prov=prov(2))  # next page: left alone
+    doc = normalize_document(doc, page_count=2)
+    items = by_text(doc)
+    header = items["4.6.1 Medical History"]
+    assert isinstance(header, SectionHeaderItem) and header.level == 3
+    assert "4.6.1" not in items and "Medical History" not in items
+    assert not isinstance(items["3"], SectionHeaderItem) and "VERSION:" in items
+    assert "4.6.2" in items and "The visit takes place at the site." in items
+    assert "5." in items and not isinstance(items["ASSESSMENT OF SAFETY"], SectionHeaderItem)
+    lines = render_pages(doc, range(1, 2))[1].splitlines()
+    assert [line for line in lines if line.startswith("#")] == ["#### 4.6.1 Medical History", "## 4.6.2"]
