@@ -75,7 +75,10 @@ def heading_match(query: str, heading_path: str) -> float:
     long question matches no heading by a stray shared word, and a one-word heading ("Safety") does not take
     every question that says "safety".
     """
-    heading, asked = _stems(heading_path), _stems(query)
+    return _match(_stems(query), _stems(heading_path))
+
+
+def _match(asked: set[str], heading: set[str]) -> float:
     if not heading or not asked:
         return 0.0
     shared = heading & asked
@@ -105,4 +108,5 @@ def fuse(text_scores: dict[str, float], vector_similarities: dict[str, float], t
 
 def boost_headings(scores: dict[str, float], headings: dict[str, str], query: str) -> dict[str, float]:
     """Fused scores plus :data:`HEADING_BOOST` times each candidate's :func:`heading_match`."""
-    return {key: score + HEADING_BOOST * heading_match(query, headings[key]) for key, score in scores.items()}
+    asked = _stems(query)  # once per query, not per candidate
+    return {key: score + HEADING_BOOST * _match(asked, _stems(headings[key])) for key, score in scores.items()}
