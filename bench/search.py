@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Stopwatch, load_average, percentile, progress_line, ratio, scratch_dir
-from bench.search_corpus import DOCUMENT_CHUNKS, Corpus, models_folder, questions
+from bench.search_corpus import DOCUMENT_CHUNKS, EMBEDDER, Corpus, bench_embedder, models_folder, questions
 
 TARGET_HTTP_P95_MS = 50.0
 TARGET_COLD_SECONDS = 2.0
@@ -91,9 +91,8 @@ def _serve_and_cli(home: Path, folder: Path, asked: list[str], quick: bool) -> d
     from bench.harness import new_side, start_service, stop_service
     from ray_rag_dagster.serve.client import find_server
 
-    # The corpus's vectors come from MiniLM on ONNX (fp32): the service must embed questions with the same model
-    # (the index refuses another embedder's vectors).
-    env = new_side().env(home, RAY_RAG_EMBEDDER="onnx", RAY_RAG_ONNX_PRECISION="fp32")
+    # The service embeds questions with the corpus's embedder (the index refuses another embedder's vectors).
+    env = new_side().env(home, RAY_RAG_EMBEDDER=EMBEDDER, RAY_RAG_ONNX_PRECISION="fp32")
     cli_questions = asked[-(2 if quick else CLI_RUNS):]
     started = Stopwatch()
     server = start_service([sys.executable, "-m", "ray_rag_dagster.launcher", "serve", "--port", "0"], env, folder,
@@ -116,13 +115,13 @@ def _serve_and_cli(home: Path, folder: Path, asked: list[str], quick: bool) -> d
 
 
 def run(quick: bool) -> dict[str, Any]:
-    from ray_rag_dagster.backends.onnx_embedder import OnnxEmbedder
     from ray_rag_dagster.backends.vector_index import LanceDBIndex
 
     sizes = [1_000, 5_000] if quick else [10_000, 100_000]
     corpus = Corpus(sizes[-1], segment_limit=QUICK_SEGMENTS if quick else None)
     asked = questions(40 if quick else 560)
-    vectors = OnnxEmbedder(models_folder()).embed_documents(asked).vectors  # = embed_query, batched
+    embedder = bench_embedder()
+    vectors = [embedder.embed_query(question) for question in asked]
     in_process_questions = 10 if quick else 60
     results: list[dict[str, Any]] = []
     with scratch_dir("search") as folder:
@@ -150,6 +149,7 @@ def run(quick: bool) -> dict[str, Any]:
         service = _serve_and_cli(home, folder, asked, quick)
     http, cold, warm_cli = service["http"], service["cli_without_server"], service["cli_with_server"]
     return {
+        "embedder": EMBEDDER,
         "corpus": f"{sizes[-1]:,} distinct chunks from {len(corpus.segment_texts):,} real-text segments; vectors: "
                   "segments embedded by the ONNX model, a chunk's = normalised sum of its two segments'",
         "sizes": results,

@@ -5,11 +5,11 @@ of 3–6 consecutive sentences are *segments* (≈ 1,800 of them, 300–900 char
 segments from different places joined, ≈ 1,000–1,600 characters like the chunker's, and no two chunks are the
 same pair, so 100,000 chunks have 100,000 distinct texts.
 
-**Vectors.** Embedding 100,000 chunks with MiniLM on 2 cores would take hours, so only the segments are
-embedded for real (the project's ONNX embedder; cached under ``~/.cache/ray-rag-bench/search/``). A chunk's
-vector is the normalised sum of its two segments' vectors: exactly how the embedder pools a text longer than
-one 254-token window (each window embedded, summed, normalised), with windows that fall on the segment
-boundary instead of wherever token 254 is. So the vector leg answers real questions about real text.
+**Vectors.** Only the segments are embedded for real (embedding 100,000 chunks with MiniLM on 2 cores would
+take hours), by the project's default embedder (:data:`EMBEDDER`, the static model; ``BENCH_SEARCH_EMBEDDER=onnx``
+for MiniLM), cached under ``~/.cache/ray-rag-bench/search/``. A chunk's vector is the normalised sum of its two
+segments' vectors: how MiniLM pools a text longer than one window, and close to the static model's mean over
+the whole text. So the vector leg answers real questions about real text.
 
 **Questions.** The answer keys' questions (``ray_rag_dagster.evaluation``), each also cut to its first 6
 words and to its content words, plus sentence starts from the PDFs: short and long, keyword and prose.
@@ -18,6 +18,7 @@ words and to its content words, plus sentence starts from the PDFs: short and lo
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import re
 from pathlib import Path
@@ -30,6 +31,8 @@ from bench.common import SHARED_DATA, progress_line, sentences_of
 SEGMENT_SENTENCES = (3, 6)
 SEGMENT_STEP = 2  # a segment starts every other sentence: overlapping, distinct segments
 MODEL = "all-MiniLM-L6-v2"
+# What the search bench embeds with, as `ray-rag serve` does by default (settings.embedder).
+EMBEDDER = os.environ.get("BENCH_SEARCH_EMBEDDER", "static")
 DOCUMENT_CHUNKS = 500  # chunks per generated document (a long protocol has a few hundred)
 
 
@@ -54,15 +57,25 @@ def segments() -> list[tuple[str, str]]:
     return found
 
 
+def bench_embedder() -> Any:
+    """The :data:`EMBEDDER` the index's vectors and the questions' come from (the server builds the same one)."""
+    if EMBEDDER == "static":
+        from ray_rag_dagster.backends.static_embedder import StaticEmbedder
+
+        return StaticEmbedder(models_folder(), MODEL)
+    from ray_rag_dagster.backends.onnx_embedder import OnnxEmbedder
+
+    return OnnxEmbedder(models_folder(), MODEL)
+
+
 def segment_vectors(texts: list[str]) -> np.ndarray:
-    """The ONNX embedder's vector of every segment, cached by the segments' content (minutes to build once)."""
-    digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
+    """The embedder's vector of every segment, cached by the segments' content and the embedder (minutes to
+    build once with MiniLM, seconds with the static model)."""
+    digest = hashlib.sha256("\x00".join([EMBEDDER, *texts]).encode()).hexdigest()[:16]
     path = cache_folder() / f"segments-{digest}.npy"
     if path.is_file():
         return np.load(path)
-    from ray_rag_dagster.backends.onnx_embedder import OnnxEmbedder
-
-    embedder = OnnxEmbedder(models_folder(), MODEL)
+    embedder = bench_embedder()
     batches = [texts[start : start + 64] for start in range(0, len(texts), 64)]
     parts = []
     with progress_line(f"embedding {len(texts)} segments once", total=len(batches)) as update:
@@ -77,7 +90,8 @@ def segment_vectors(texts: list[str]) -> np.ndarray:
 
 
 def models_folder() -> Path:
-    """Where the ONNX export lives for the benchmarks (exported once, ≈ 15 s; state homes link to it)."""
+    """Where the embedders' files live for the benchmarks (the ONNX export once, ≈ 15 s, the static model distilled
+    from it when used; state homes link to it)."""
     from ray_rag_dagster.backends.onnx_embedder import ensure_onnx_model
 
     folder = cache_folder() / "models"
@@ -128,7 +142,7 @@ class Corpus:
                 source_key=key, chunk_index=position, page_start=1 + position // 3, page_end=1 + position // 3,
                 heading_path=f"{source} > Section {1 + position // 20}", text=text, content_hash=digest,
                 entities={"people": [], "organizations": [], "medications": []}, key_phrases=[], redactions={},
-                embed_model=MODEL, vector=self.vectors[index],
+                embed_model=f"{MODEL}-{EMBEDDER}", vector=self.vectors[index],
             ))
         return records
 

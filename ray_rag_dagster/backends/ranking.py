@@ -30,6 +30,10 @@ IRREGULAR_PLURALS = {
     "bacteria": "bacterium",
     "fungi": "fungus",
 }
+# Study codes in a question: one word of 3+ letters and digits with at least two capitals (LZZT, BP30037,
+# LY900018); the full-text index holds one as one token.
+STUDY_CODE = re.compile(r"\b(?=[a-z0-9]*[A-Z][a-z0-9]*[A-Z])[A-Za-z][A-Za-z0-9]{2,}\b")
+
 _PLURAL = re.compile(r"\b(" + "|".join(IRREGULAR_PLURALS) + r")\b", re.IGNORECASE)
 
 # Score added to a chunk whose heading is what the query asks about (see heading_match): at 1.0 a full match
@@ -50,6 +54,14 @@ _STOP_WORDS = frozenset(
 def normalise_terms(text: str) -> str:
     """``text`` with irregular plurals written as their singular (index and query alike)."""
     return _PLURAL.sub(lambda match: IRREGULAR_PLURALS[match[0].lower()], text)
+
+
+def without_words(question: str, words: list[str]) -> str:
+    """``question`` without ``words`` (whole words); the question itself when nothing else would be left."""
+    if not words:
+        return question
+    pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, words)) + r")\b")
+    return " ".join(pattern.sub(" ", question).split()) or question
 
 
 def search_text(heading_path: str, text: str) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import abc
 import json
-import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,7 +30,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ray_rag_dagster.backends.ranking import boost_headings, fuse, normalise_terms, search_text
+from ray_rag_dagster.backends.document_scope import DocumentScope
+from ray_rag_dagster.backends.ranking import boost_headings, fuse, normalise_terms, search_text, without_words
 from ray_rag_dagster.ids import safe_document_id
 
 WRITE_ATTEMPTS = 8
@@ -45,21 +45,18 @@ KEEP_VERSIONS = timedelta(minutes=10)
 
 CANDIDATES_PER_HIT = 4
 MIN_CANDIDATES = 20
-# Study identifiers in a query: one word of 3+ letters and digits with at least two capitals (LZZT, BP30037,
-# LY900018); the full-text index holds it as one token.
-_IDENTIFIER = re.compile(r"\b(?=[a-z0-9]*[A-Z][a-z0-9]*[A-Z])[A-Za-z][A-Za-z0-9]{2,}\b")
-SCOPE_PROBE_ROWS = 10_000  # chunks that may hold an identifier, looked at to find which documents do
-IDENTIFIER_CACHE_SIZE = 1024
 # From this many rows on, the vector leg searches an IVF-PQ index (candidates re-ranked by the exact distance)
 # instead of comparing every vector: at 100k chunks (loaded machine) flat took p50 200 ms, the index 14 ms with
 # 97 % of flat's top 20 (refine 10; refine 5: 92 %). Below it, flat is exact and cheap.
 VECTOR_INDEX_MIN_ROWS = 20_000
 VECTOR_INDEX_PROBES = 20
 VECTOR_INDEX_REFINE = 10
-# Each optimize adds the new rows to the vector index as one more delta, and a query searches every delta: after
-# 160 documents the vector leg was as slow as flat (160 ms). Past this many deltas the index is trained again
-# over all rows (95 s at 100k chunks; partitions then fit the table's size).
-VECTOR_INDEX_MAX_DELTAS = 16
+# Each optimize adds the new rows to the vector index as one more delta, and a query searches every delta (after
+# 4 loads at 100k chunks: p50 37 / p95 62 ms in process): every write merges them into one (0.14 s at 100k; the
+# same query p50 28 / p95 45 ms), keeping the trained centroids. Training again (72 s at 106k rows) waits until
+# the table has outgrown its partitions: on average more than this many rows each (trained at ~4k).
+PARTITION_ROWS = 4096
+RETRAIN_PARTITION_ROWS = 2 * PARTITION_ROWS
 # What a hit needs: not the vector nor the full-text column (a 100k-row search spent its time copying them).
 HIT_COLUMNS = ["id", "document_id", "processing_version", "source_key", "chunk_index", "page_start", "page_end",
                "heading_path", "text", "entities", "key_phrases", "redactions", "embed_model"]
@@ -164,7 +161,7 @@ class LanceDBIndex(VectorIndex):
         self.text_weight = text_weight
         self.vector_index_min_rows = vector_index_min_rows
         self.db = lancedb.connect(str(self.path))
-        self._identifier_documents: dict[tuple[int, str], frozenset[str]] = {}
+        self._scope = DocumentScope()
         self._text_leg = ThreadPoolExecutor(max_workers=1, thread_name_prefix="full-text-leg")  # a thread on first use
 
     def _table(self):  # type: ignore[no-untyped-def]
@@ -236,25 +233,36 @@ class LanceDBIndex(VectorIndex):
                 table.optimize(cleanup_older_than=KEEP_VERSIONS)
             vector_index = indices.get(("vector",))
             if vector_index is None:
-                train = table.count_rows() >= self.vector_index_min_rows
+                if table.count_rows() >= self.vector_index_min_rows:
+                    self._create_vector_index(table)
             else:
-                train = table.index_stats(vector_index.name).num_indices > VECTOR_INDEX_MAX_DELTAS
-            if train:
-                self._create_vector_index(table)
+                self._merge_or_retrain(table, vector_index.name)
             return 0
 
         self._write(write)
         return self.count(document_id)
 
+    def _merge_or_retrain(self, table: Any, name: str) -> None:
+        """One vector index segment after every write: the deltas merged (lance's ``optimize_indices``, which
+        LanceDB does not expose), or the index trained again once its partitions hold too many rows."""
+        import lance
+
+        dataset = lance.dataset(str(self.path / f"{self.table_name}.lance"))
+        stats = dataset.stats.index_stats(name)
+        if dataset.count_rows() > RETRAIN_PARTITION_ROWS * stats["indices"][0]["num_partitions"]:
+            self._create_vector_index(table)
+        elif stats["num_indices"] > 1:
+            dataset.optimize.optimize_indices(num_indices_to_merge=stats["num_indices"], index_names=[name])
+
     @staticmethod
     def _create_vector_index(table: Any) -> None:
-        """IVF-PQ over the cosine distance, trained once on the rows there are; later writes add their rows to
-        it (``optimize``). Partitions of ≈ 4k rows; 8 dimensions per PQ code."""
+        """IVF-PQ over the cosine distance, trained on the rows there are; later writes add their rows to it
+        (``optimize``, then merged). Partitions of ≈ 4k rows; 8 dimensions per PQ code."""
         from lancedb.index import IvfPq
 
         rows = table.count_rows()
         dimension = table.schema.field("vector").type.list_size
-        table.create_index("vector", config=IvfPq(distance_type="cosine", num_partitions=max(1, rows // 4096),
+        table.create_index("vector", config=IvfPq(distance_type="cosine", num_partitions=max(1, rows // PARTITION_ROWS),
                                                   num_sub_vectors=max(1, dimension // 8)))
 
     def delete_document(self, document_id: str) -> int:
@@ -292,29 +300,6 @@ class LanceDBIndex(VectorIndex):
                 "or rebuild the index: `ray-rag reset`, then ingest again"
             )
 
-    def _named_document(self, table: Any, query: str) -> str | None:
-        """The one document an identifier in the query (a study code such as ``LZZT`` or ``BP30037``: a word
-        with two capitals or more) occurs in, if there is exactly one; else None.
-
-        A short question that names its study ("LZZT exclusion criterion: Syncope") is about that study's
-        document, and the other words ("exclusion criterion") match every protocol: searching the named
-        document only took criterion-label questions from recall@5 0.709 to 0.785 (README, Quality).
-        """
-        for identifier in _IDENTIFIER.findall(query):
-            # Which documents hold an identifier changes only with the table: a long-lived server asks once per
-            # version (the probe reads up to SCOPE_PROBE_ROWS rows: milliseconds at 100k chunks).
-            key = (table.version, identifier.lower())
-            if key not in self._identifier_documents:
-                rows = (table.search(identifier.lower(), query_type="fts", fts_columns="search_text")
-                        .select(["document_id", "_score"]).limit(SCOPE_PROBE_ROWS).to_list())
-                if len(self._identifier_documents) >= IDENTIFIER_CACHE_SIZE:
-                    self._identifier_documents.clear()
-                self._identifier_documents[key] = frozenset(row["document_id"] for row in rows)
-            documents = self._identifier_documents[key]
-            if len(documents) == 1:
-                return safe_document_id(next(iter(documents)))
-        return None
-
     def _fused(
         self, table: Any, query: str, vector: np.ndarray, candidates: int, where: str | None = None
     ) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
@@ -348,21 +333,14 @@ class LanceDBIndex(VectorIndex):
         # leg ranks highly.
         candidates = max(k * CANDIDATES_PER_HIT, MIN_CANDIDATES)
         self._require_dimension(table, int(vector.shape[0]), "the query's vector is")
-        scores, by_id = self._fused(table, query, vector, candidates)
+        scope, names = self._scope.named(table, query)
+        if scope is None:
+            scores, by_id = self._fused(table, query, vector, candidates)
+        else:
+            # The named document's passages, ranked by the question without the document's name.
+            scores, by_id = self._fused(table, without_words(query, names), vector, candidates,
+                                        where=f"document_id = '{scope}'")
         ranked = sorted(scores, key=lambda row_id: scores[row_id], reverse=True)
-        scope = self._named_document(table, query)
-        if scope is not None:
-            # The named document's passages, in the order of the unscoped fusion (a narrower candidate set
-            # would re-normalise the scores and reorder them); topped up from a search of that document alone.
-            ranked = [row_id for row_id in ranked if by_id[row_id]["document_id"] == scope]
-            if len(ranked) < k:
-                floor = min((scores[row_id] for row_id in ranked), default=1.0)
-                more, more_rows = self._fused(table, query, vector, candidates, where=f"document_id = '{scope}'")
-                top = max(more.values(), default=1.0) or 1.0
-                for row_id in sorted(more, key=lambda row_id: more[row_id], reverse=True):
-                    if row_id not in scores:
-                        ranked.append(row_id)
-                        scores[row_id], by_id[row_id] = floor * more[row_id] / top, more_rows[row_id]
         ranked = ranked[:k]
         rows = [{**by_id[row_id], "_relevance_score": scores[row_id]} for row_id in ranked]
         return [

@@ -12,12 +12,16 @@ Guarantees:
   for a sentence longer than the limit), a table between rows with its header repeated in every part.
   A table row is never cut: a row too long for the limit stays whole, alone with the header
   (:class:`RowKeepingHybridChunker`).
+- A table of contents, list of tables or list of figures is navigation, not content: its entries ("7.3. Blinding
+  ....... 32") name every section, so its chunks matched questions on every topic and answered none
+  (:func:`set_aside_contents`).
 - A chunk records its page range (from its items' provenance; the exact pages of a paragraph running over
   a page break), its heading path, the token count and a content hash.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,7 +30,7 @@ from docling_core.transforms.chunker.doc_chunk import DocChunk
 from docling_core.transforms.chunker.hybrid_chunker import HybridChunker
 from docling_core.transforms.chunker.tokenizer.base import BaseTokenizer
 from docling_core.transforms.serializer.base import BaseDocSerializer
-from docling_core.types.doc import DoclingDocument, ListItem, PictureItem, TableItem, TextItem
+from docling_core.types.doc import ContentLayer, DoclingDocument, ListItem, PictureItem, TableItem, TextItem
 from pydantic import ConfigDict, PrivateAttr
 
 from ray_rag_dagster.backends import build_embedder, build_object_store
@@ -42,6 +46,10 @@ if TYPE_CHECKING:
 TABLE, LIST, PICTURE, PARAGRAPH = "table", "list", "picture", "paragraph"
 # Characters of a multi-page item's page piece looked up in a chunk to place the chunk on that page.
 _PROBE_CHARS = 40
+# A contents entry's dot leader and page number ("Blinding ........ 32"). In the three protocols' text items the
+# leaders and numbers fill 37-89 % of a contents item and 0 % of any other: a quarter is the line.
+_CONTENTS_ENTRY = re.compile(r"(?:\.\s?){5,}\s*\d+")
+CONTENTS_SHARE = 0.25
 
 
 @dataclass
@@ -168,8 +176,22 @@ def _item_pages(item: Any, chunk_text: str) -> set[int]:
     return found or pages
 
 
+def set_aside_contents(doc: DoclingDocument) -> int:
+    """Move the document's contents entries (text items mostly dot leaders and page numbers) to the furniture
+    layer, which the chunker skips like page headers; return how many. The extracted Markdown keeps them."""
+    moved = 0
+    for item, _ in doc.iterate_items():
+        if isinstance(item, TextItem) and item.text:
+            leaders = sum(len(entry) for entry in _CONTENTS_ENTRY.findall(item.text))
+            if leaders >= CONTENTS_SHARE * len(item.text):
+                item.content_layer = ContentLayer.FURNITURE
+                moved += 1
+    return moved
+
+
 def build_chunks(doc: DoclingDocument, tokenizer: BaseTokenizer) -> list[Chunk]:
     """Chunk ``doc`` with :func:`chunker_for`; see the module docstring for the guarantees."""
+    set_aside_contents(doc)
     chunker = chunker_for(tokenizer)
     doc_chunks = list(chunker.chunk(doc))
     # table self_ref -> indices of the chunks holding a part of it

@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from ray_rag_dagster.backends.ranking import boost_headings, fuse, heading_match, normalise_terms, search_text
+from ray_rag_dagster.backends.ranking import (
+    boost_headings,
+    fuse,
+    heading_match,
+    normalise_terms,
+    search_text,
+    without_words,
+)
 
 
 def test_fusion_is_score_aware() -> None:
@@ -11,6 +18,13 @@ def test_fusion_is_score_aware() -> None:
     assert max(scores, key=scores.get) == "a"
     assert fuse({}, {"x": 0.3}, 0.7) == {"x": pytest.approx(0.3)}
     assert fuse({"x": 2.0}, {}, 0.0) == {"x": 0.0}
+
+
+def test_a_studys_name_is_taken_out_of_the_question() -> None:
+    assert without_words("LY900018 IGBJ study phase", ["LY900018"]) == "IGBJ study phase"
+    assert without_words("How long is the LZZT study?", ["LZZT"]) == "How long is the study?"
+    assert without_words("Is HbA1c measured in LZZTx?", ["LZZT"]) == "Is HbA1c measured in LZZTx?"  # whole words
+    assert without_words("BP30037", ["BP30037"]) == "BP30037"  # nothing else to search with
 
 
 def test_irregular_plurals_are_written_as_their_singular() -> None:
