@@ -23,7 +23,7 @@ def search_index(settings: Settings, question: str, k: int = 5) -> list[SearchHi
     index = build_vector_index(settings)
     if index.count() == 0:
         return []
-    vector = build_embedder(settings, query_threads=QUERY_THREADS).embed_query(question)
+    vector = build_embedder(settings, query_threads=QUERY_THREADS).embed_query(index.embedding_text(question))
     return index.search(question, vector, k)
 
 
@@ -40,9 +40,9 @@ def local_search(question: str, k: int) -> list[dict[str, Any]]:
     if settings.vector_index == "lancedb" and not (settings.lancedb_dir / f"{settings.lancedb_table}.lance").exists():
         return []  # nothing indexed yet: no model to load
     with ThreadPoolExecutor(max_workers=1) as pool:
-        query_vector = pool.submit(lambda: build_embedder(settings, query_threads=QUERY_THREADS).embed_query(question))
+        embedder = pool.submit(build_embedder, settings, query_threads=QUERY_THREADS)
         index = build_vector_index(settings)
-        hits = index.search(question, query_vector.result(), k)
+        hits = index.search(question, embedder.result().embed_query(index.embedding_text(question)), k)
     return [hit_record(hit, question, rank) for rank, hit in enumerate(hits, start=1)]
 
 

@@ -1,5 +1,5 @@
 """How a chunk is ranked for a query: what the full-text index reads, the fusion of the two legs, and the heading
-boost. Plain Python, no index library: a search imports it before knowing which index answers.
+and phrase boosts. Plain Python, no index library: a search imports it before knowing which index answers.
 
 Measured on ``ray-rag evaluate`` (3 protocols, the 215 generated questions; README, *Quality*): the heading
 boost and the plural rule took recall@5 / MRR@10 from 0.940 / 0.829 to 0.963 / 0.904, the short label questions
@@ -41,6 +41,12 @@ _PLURAL = re.compile(r"\b(" + "|".join(IRREGULAR_PLURALS) + r")\b", re.IGNORECAS
 # legs decide, and a chunk elsewhere that merely repeats the query's words comes after them. Flat between 0.8
 # and 1.2 on the evaluation.
 HEADING_BOOST = 1.0
+# Score added to a chunk holding all the query's word pairs (phrase_match), less for fewer. Measured on the three
+# protocols (README, Quality): all 258 questions R@5 / MRR@10 0.946 / 0.868 -> 0.950 / 0.893; flat from 0.3 to
+# 0.7; pairs and triples score alike (0.950 / 0.892), quadruples less (0.946 / 0.886).
+PHRASE_BOOST = 0.5
+PHRASE_WORDS = 2
+_PHRASE_WORD = re.compile(r"\w+")
 # Two words agree when they share their first letters: a light stemmer ("criterion" / "criteria", "exclusion" /
 # "excluded") that also forgives a misspelt ending ("Gastrointensinal").
 STEM_LETTERS = 6
@@ -118,7 +124,30 @@ def fuse(text_scores: dict[str, float], vector_similarities: dict[str, float], t
     }
 
 
-def boost_headings(scores: dict[str, float], headings: dict[str, str], query: str) -> dict[str, float]:
-    """Fused scores plus :data:`HEADING_BOOST` times each candidate's :func:`heading_match`."""
-    asked = _stems(query)  # once per query, not per candidate
-    return {key: score + HEADING_BOOST * _match(asked, _stems(headings[key])) for key, score in scores.items()}
+def phrase_match(query: str, text: str) -> float:
+    """The share of the query's consecutive word pairs that occur in ``text``, 0 to 1: a question that quotes
+    the protocol ("Change from Week 12 to follow-up for ESSDAI, ESSPRI and SF-36 scores") finds the passage it
+    quotes rather than the ones that repeat its rarest words ("ESSDAI, ESSPRI"), which BM25 prefers."""
+    return _phrase_share(_pairs(query), text)
+
+
+def _pairs(text: str) -> set[tuple[str, ...]]:
+    words = _PHRASE_WORD.findall(normalise_terms(text).casefold())
+    return {tuple(words[start : start + PHRASE_WORDS]) for start in range(len(words) - PHRASE_WORDS + 1)}
+
+
+def _phrase_share(asked: set[tuple[str, ...]], text: str) -> float:
+    return len(asked & _pairs(text)) / len(asked) if asked else 0.0
+
+
+def boost(scores: dict[str, float], rows: dict[str, dict[str, str]], query: str) -> dict[str, float]:
+    """Fused scores plus :data:`HEADING_BOOST` times each candidate's :func:`heading_match` and
+    :data:`PHRASE_BOOST` times its :func:`phrase_match` (``rows``: each candidate's ``heading_path`` and
+    ``text``)."""
+    asked, pairs = _stems(query), _pairs(query)  # once per query, not per candidate
+    return {
+        key: score
+        + HEADING_BOOST * _match(asked, _stems(rows[key]["heading_path"]))
+        + PHRASE_BOOST * _phrase_share(pairs, rows[key]["text"])
+        for key, score in scores.items()
+    }

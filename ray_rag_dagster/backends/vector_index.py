@@ -12,14 +12,16 @@ other writer is retried with backoff, and the full-text index is updated increme
 adds the new rows to it) instead of being rebuilt over the whole table for every document.
 
 At scale: from :data:`VECTOR_INDEX_MIN_ROWS` rows on the vector leg uses an IVF-PQ index instead of
-comparing every vector, a search reads only the columns a hit needs, and old versions' files are removed
-after :data:`KEEP_VERSIONS` instead of a week.
+comparing every vector (its deltas merged after every write, trained again as the table outgrows it), a search
+reads only the columns a hit needs, and old versions' files are removed after :data:`KEEP_VERSIONS` instead of
+a week. A question that names one document by its study code searches that document (``document_scope``).
 """
 
 from __future__ import annotations
 
 import abc
 import json
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 
 from ray_rag_dagster.backends.document_scope import DocumentScope
-from ray_rag_dagster.backends.ranking import boost_headings, fuse, normalise_terms, search_text, without_words
+from ray_rag_dagster.backends.ranking import boost, fuse, normalise_terms, search_text, without_words
 from ray_rag_dagster.ids import safe_document_id
 
 WRITE_ATTEMPTS = 8
@@ -112,6 +114,10 @@ class VectorIndex(abc.ABC):
 
     @abc.abstractmethod
     def search(self, query: str, vector: np.ndarray, k: int) -> list[SearchHit]: ...
+
+    def embedding_text(self, query: str) -> str:
+        """What of ``query`` the embedder should read for :meth:`search` (here: all of it)."""
+        return query
 
     @abc.abstractmethod
     def count(self, document_id: str | None = None) -> int: ...
@@ -247,6 +253,8 @@ class LanceDBIndex(VectorIndex):
         LanceDB does not expose), or the index trained again once its partitions hold too many rows."""
         import lance
 
+        # Statistics without the centroids (lance's coming default; warns and copies them all otherwise).
+        os.environ.setdefault("LANCE_INCLUDE_VECTOR_CENTROIDS", "false")
         dataset = lance.dataset(str(self.path / f"{self.table_name}.lance"))
         stats = dataset.stats.index_stats(name)
         if dataset.count_rows() > RETRAIN_PARTITION_ROWS * stats["indices"][0]["num_partitions"]:
@@ -303,7 +311,7 @@ class LanceDBIndex(VectorIndex):
     def _fused(
         self, table: Any, query: str, vector: np.ndarray, candidates: int, where: str | None = None
     ) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
-        """Fused scores of the two legs' candidates (with their heading boost), and their rows, by id."""
+        """Fused scores of the two legs' candidates (with their heading and phrase boosts), and their rows, by id."""
         text_search = table.search(normalise_terms(query), query_type="fts", fts_columns="search_text")
         # With a vector index: probe the nearest partitions, then re-rank by the exact distance (no index:
         # both are ignored and every vector is compared).
@@ -323,7 +331,14 @@ class LanceDBIndex(VectorIndex):
             self.text_weight,
         )
         by_id = {row["id"]: row for row in [*vector_rows, *text_rows]}
-        return boost_headings(scores, {key: row["heading_path"] for key, row in by_id.items()}, query), by_id
+        return boost(scores, by_id, query), by_id
+
+    def embedding_text(self, query: str) -> str:
+        """The query without the name of the document it names (see document_scope): to the embedder a study
+        code is a few meaningless word pieces (3 protocols: all questions R@5 / MRR@10 0.938 / 0.865 -> 0.946 /
+        0.868, written ones 0.721 / 0.526 -> 0.744 / 0.567)."""
+        table = self._table()
+        return query if table is None else without_words(query, self._scope.named(table, query)[1])
 
     def search(self, query: str, vector: np.ndarray, k: int) -> list[SearchHit]:
         table = self._table()

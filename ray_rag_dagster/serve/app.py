@@ -96,7 +96,7 @@ class SearchService:
         self.searches = 0
 
     def search(self, question: str, k: int) -> list[dict[str, Any]]:
-        vector = self.embedder.embed_query(question)
+        vector = self.embedder.embed_query(self.index.embedding_text(question))
         hits = self.index.search(question, vector, k)
         with self._lock:
             self.searches += 1

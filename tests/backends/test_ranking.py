@@ -3,10 +3,11 @@ from __future__ import annotations
 import pytest
 
 from ray_rag_dagster.backends.ranking import (
-    boost_headings,
+    boost,
     fuse,
     heading_match,
     normalise_terms,
+    phrase_match,
     search_text,
     without_words,
 )
@@ -53,7 +54,21 @@ def test_heading_match_needs_the_heading_to_be_what_is_asked() -> None:
 
 def test_the_boost_reorders_chunks_by_heading() -> None:
     fused = {"amendment": 0.85, "criterion": 0.6}
-    headings = {"amendment": "Revised Protocol Sections", "criterion": "6.2. Exclusion Criteria"}
-    boosted = boost_headings(fused, headings, "LY900018 exclusion criterion: HIV")
+    rows = {"amendment": {"heading_path": "Revised Protocol Sections", "text": "Each criterion has a number."},
+            "criterion": {"heading_path": "6.2. Exclusion Criteria", "text": "[27] show evidence of HIV infection"}}
+    boosted = boost(fused, rows, "LY900018 exclusion criterion: HIV")
     assert max(boosted, key=boosted.get) == "criterion"
     assert boosted["amendment"] == pytest.approx(0.85)
+
+
+def test_a_quoted_passage_outranks_one_that_repeats_its_rarest_words() -> None:
+    quote = "Change from Week 12 to follow-up for ESSDAI, ESSPRI and SF-36 scores in each treatment group."
+    quoting = "Exploratory outcome measures: change from Week 12 to follow-up for ESSDAI, ESSPRI and SF-36 scores in each treatment group."
+    repeating = "Efficacy: ESSDAI at each visit. ESSPRI at each visit. SF-36 and ESSDAI, ESSPRI totals."
+    assert phrase_match(quote, quoting) == 1.0
+    assert phrase_match(quote, repeating) < 0.3
+    assert phrase_match("HIV", repeating) == 0.0  # one word: no pair, no phrase
+    rows = {"repeating": {"heading_path": "Efficacy", "text": repeating},
+            "quoting": {"heading_path": "Exploratory", "text": quoting}}
+    boosted = boost({"repeating": 0.85, "quoting": 0.5}, rows, quote)
+    assert max(boosted, key=boosted.get) == "quoting"

@@ -103,6 +103,9 @@ def test_within_the_named_document_its_name_does_not_rank(tmp_path: Path) -> Non
     assert hits[0].text.startswith("This is a Phase 3")
     assert {hit.document_id for hit in hits} == {DOC_B}
     assert index.search("LY900018 HIV procedures", loaded[2].vector, k=3)[0].text.startswith("Exclusion: evidence of HIV")
+    # What the embedder reads: the question without the study's name, lab codes kept.
+    assert index.embedding_text("LY900018 HIV procedures") == "HIV procedures"
+    assert index.embedding_text("HIV and ECG procedures") == "HIV and ECG procedures"
 
 
 def test_a_label_question_finds_the_criterion_under_its_heading(tmp_path: Path) -> None:
