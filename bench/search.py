@@ -151,7 +151,7 @@ def run(quick: bool) -> dict[str, Any]:
     return {
         "embedder": EMBEDDER,
         "corpus": f"{sizes[-1]:,} distinct chunks from {len(corpus.segment_texts):,} real-text segments; vectors: "
-                  "segments embedded by the ONNX model, a chunk's = normalised sum of its two segments'",
+                  f"segments embedded by the {EMBEDDER} embedder, a chunk's = normalised sum of its two segments'",
         "sizes": results,
         "p50_growth": ratio(results[-1]["p50_ms"], results[0]["p50_ms"]),
         "size_growth": ratio(results[-1]["chunks"], results[0]["chunks"]),
