@@ -45,7 +45,6 @@ HEADING_BOOST = 1.0
 # protocols (README, Quality): all 258 questions R@5 / MRR@10 0.946 / 0.868 -> 0.950 / 0.893; flat from 0.3 to
 # 0.7; pairs and triples score alike (0.950 / 0.892), quadruples less (0.946 / 0.886).
 PHRASE_BOOST = 0.5
-PHRASE_WORDS = 2
 _PHRASE_WORD = re.compile(r"\w+")
 # Two words agree when they share their first letters: a light stemmer ("criterion" / "criteria", "exclusion" /
 # "excluded") that also forgives a misspelt ending ("Gastrointensinal").
@@ -131,12 +130,13 @@ def phrase_match(query: str, text: str) -> float:
     return _phrase_share(_pairs(query), text)
 
 
-def _pairs(text: str) -> set[tuple[str, ...]]:
-    words = _PHRASE_WORD.findall(normalise_terms(text).casefold())
-    return {tuple(words[start : start + PHRASE_WORDS]) for start in range(len(words) - PHRASE_WORDS + 1)}
+def _pairs(text: str) -> set[tuple[str, str]]:
+    # Plurals mapped word by word, not by normalise_terms' regex: 3x faster over a search's 40 candidates.
+    words = [IRREGULAR_PLURALS.get(word, word) for word in _PHRASE_WORD.findall(text.casefold())]
+    return set(zip(words, words[1:], strict=False))
 
 
-def _phrase_share(asked: set[tuple[str, ...]], text: str) -> float:
+def _phrase_share(asked: set[tuple[str, str]], text: str) -> float:
     return len(asked & _pairs(text)) / len(asked) if asked else 0.0
 
 
