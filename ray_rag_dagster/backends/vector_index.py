@@ -171,9 +171,14 @@ class LanceDBIndex(VectorIndex):
         self._text_leg = ThreadPoolExecutor(max_workers=1, thread_name_prefix="full-text-leg")  # a thread on first use
 
     def _table(self):  # type: ignore[no-untyped-def]
-        if self.table_name not in self.db.list_tables().tables:
-            return None
-        return self.db.open_table(self.table_name)
+        # One call, not list_tables() then open_table(): a search opens the table twice (embedding_text, search),
+        # 0.7 ms each instead of 1.1.
+        try:
+            return self.db.open_table(self.table_name)
+        except ValueError as error:
+            if "not found" in str(error):
+                return None
+            raise
 
     def _write(self, operation: Callable[[], int]) -> int:
         """Run a write under the folder's lock, retrying commit conflicts (another writer) with backoff."""

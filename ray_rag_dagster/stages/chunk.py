@@ -176,17 +176,14 @@ def _item_pages(item: Any, chunk_text: str) -> set[int]:
     return found or pages
 
 
-def set_aside_contents(doc: DoclingDocument) -> int:
+def set_aside_contents(doc: DoclingDocument) -> None:
     """Move the document's contents entries (text items mostly dot leaders and page numbers) to the furniture
-    layer, which the chunker skips like page headers; return how many. The extracted Markdown keeps them."""
-    moved = 0
+    layer, which the chunker skips like page headers. The extracted Markdown keeps them."""
     for item, _ in doc.iterate_items():
         if isinstance(item, TextItem) and item.text:
             leaders = sum(len(entry) for entry in _CONTENTS_ENTRY.findall(item.text))
             if leaders >= CONTENTS_SHARE * len(item.text):
                 item.content_layer = ContentLayer.FURNITURE
-                moved += 1
-    return moved
 
 
 def build_chunks(doc: DoclingDocument, tokenizer: BaseTokenizer) -> list[Chunk]:
